@@ -1,0 +1,1 @@
+"""Amortized networks: branching encoders routed per frame by a latency-aware arbitrator."""

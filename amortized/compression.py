@@ -1,0 +1,107 @@
+"""Making the fast branches: gradual magnitude pruning and SVD initialisation of factorizations.
+
+Pruning: a sparse branch's matrices carry 0/1 masks (the `masks` collection). At the start of
+every epoch the masks are re-derived from |weight| per matrix at the density of a cubic schedule
+that falls from 1 (dense) to the branch's budget over `prune_epochs`, then stays there, so the
+last epochs train with fixed masks (Zhu & Gupta's gradual pruning). Per-matrix budgets make the
+FLOPs of every matrix exactly the budget, which is what the latency simulator charges.
+
+Factorization: where a trained dense model exists, a rank-r branch starts from the truncated SVD
+of the dense weights, W ~= (U_r sqrt(S_r)) (sqrt(S_r) V_r^T); a dense or sparse branch starts as
+a copy. The arbitrator always starts fresh.
+"""
+import math
+
+import jax
+import numpy as np
+
+from asr import sparsity
+from asr import train as train_lib
+
+
+def pruning_parametrization(specs, total_steps: int, steps_per_epoch: int,
+                            prune_epochs: int) -> train_lib.Parametrization:
+  """Plain training of the params, with the sparse branches' masks re-derived every epoch."""
+  sparse = {s.name: s.budget for s in specs if s.kind == 'sparse'}
+  base = train_lib.plain_parametrization()
+  if not sparse:
+    return base
+  num_epochs = max(1, math.ceil(total_steps / steps_per_epoch))
+  prune_epochs = min(prune_epochs, num_epochs - 1)
+
+  def on_epoch(epoch, trainable, fixed):
+    masks = jax.tree_util.tree_map(np.asarray, fixed['masks'])
+    for name, budget in sparse.items():
+      density = sparsity.density_schedule(epoch, num_epochs, budget, prune_epochs)
+      branch_masks = masks['encoder']['branches'][name]
+      branch_params = trainable['encoder']['branches'][name]
+      masks['encoder']['branches'][name] = magnitude_masks(branch_params, branch_masks, density)
+    return trainable, dict(fixed, masks=masks)
+
+  return train_lib.Parametrization(init=base.init, apply=base.apply, on_epoch=on_epoch)
+
+
+def magnitude_masks(params, masks, density: float):
+  """For every masked kernel: keep its round(density * size) largest-|w| entries."""
+  def one(path, mask):
+    node = params
+    for key in path:
+      node = node[key.key]
+    kernel = np.asarray(node)
+    return sparsity.magnitude_mask(kernel, density).astype(mask.dtype)
+  return jax.tree_util.tree_map_with_path(one, masks)
+
+
+def svd_factors(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+  """Best rank-r factors (a [m, r], b [r, n]) of w, with the singular values split evenly."""
+  u, s, vt = np.linalg.svd(np.asarray(w, np.float64), full_matrices=False)
+  root = np.sqrt(s[:rank])
+  return (u[:, :rank] * root).astype(np.float32), (root[:, None] * vt[:rank]).astype(np.float32)
+
+
+def dense_encoder_layers(source_params) -> list[dict]:
+  """The per-layer dense weights of a trained encoder: a plain `lstm` encoder or the first
+  dense branch of an AmNet (e.g. the full baseline, 'main:dense')."""
+  enc = source_params['encoder']
+  if 'branches' in enc:
+    dense = [b for b in enc['branches'].values() if 'kernel' in b['layer_0']['wx']]
+    if not dense:
+      raise ValueError('init_from: the source model has no dense branch to initialise from')
+    enc = dense[0]
+  layers = sorted((k for k in enc if k.startswith('layer_')), key=lambda k: int(k[6:]))
+  return [enc[k] for k in layers]
+
+
+def init_from_dense(variables, source_params):
+  """AmNet variables with every branch, the predictor and the joint taken from a dense model."""
+  params = jax.tree_util.tree_map(np.asarray, variables['params'])
+  source = jax.tree_util.tree_map(np.asarray, source_params)
+  layers = dense_encoder_layers(source)
+  for name, branch in params['encoder']['branches'].items():
+    if len(layers) != len(branch):
+      raise ValueError(f'init_from: source has {len(layers)} encoder layers, branch {name!r} '
+                       f'has {len(branch)}')
+    for i, src in enumerate(layers):
+      dst = branch[f'layer_{i}']
+      dst['bias'] = src['bias']
+      for m in ('wx', 'wh', 'wp'):
+        if m not in dst:
+          continue
+        w = src[m]['kernel']
+        if w.shape != _dense_shape(dst[m]):
+          raise ValueError(f'init_from: {name}/layer_{i}/{m} is {_dense_shape(dst[m])}, the '
+                           f'source is {w.shape}')
+        if 'kernel' in dst[m]:
+          dst[m]['kernel'] = w
+        else:
+          dst[m]['a'], dst[m]['b'] = svd_factors(w, dst[m]['a'].shape[1])
+  for part in ('predictor', 'joint'):
+    params[part] = source[part]
+  return {**variables, 'params': params}
+
+
+def _dense_shape(weights) -> tuple[int, int]:
+  if 'kernel' in weights:
+    return tuple(weights['kernel'].shape)
+  return (weights['a'].shape[0], weights['b'].shape[1])
+

@@ -1,0 +1,160 @@
+"""Examples -> padded batches in a small fixed set of length buckets.
+
+jit compiles once per distinct input shape, so every batch is padded to one of a few bucket
+shapes (audio samples x label length) and the batch size is fixed: a training run compiles as
+many times as it has buckets. The batch order is a pure function of (seed, epoch), and an epoch
+always has the same number of batches, so the pipeline's position is just the global step:
+a resumed run reads exactly the batches an uninterrupted run would.
+
+Examples are dicts with `audio` (int16 or float, 16 kHz mono), `transcript` (normalised text),
+`id`; any random-access source (`len`, `[i]`) of them works. Examples that fit no bucket are
+skipped, counted and reported by id.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+from asr import text as text_lib
+
+SAMPLE_RATE = 16000
+
+
+@dataclasses.dataclass(frozen=True)
+class Buckets:
+  seconds: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0)
+  chars_per_second: float = 25.0   # label-length capacity of a bucket, per second of audio
+
+  def samples(self, b: int) -> int:
+    return int(round(self.seconds[b] * SAMPLE_RATE))
+
+  def max_labels(self, b: int) -> int:
+    return int(math.ceil(self.seconds[b] * self.chars_per_second))
+
+
+@dataclasses.dataclass
+class Skipped:
+  """Examples left out of a split, with the reason for each: printed, never silent."""
+  reasons: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+
+  def add(self, reason: str, example_id: str):
+    self.reasons.setdefault(reason, []).append(example_id)
+
+  @property
+  def count(self) -> int:
+    return sum(len(v) for v in self.reasons.values())
+
+  def summary(self, name: str = 'split') -> str:
+    if not self.count:
+      return f'{name}: no examples skipped'
+    parts = [f'{len(ids)} {reason} (e.g. {", ".join(ids[:3])})'
+             for reason, ids in sorted(self.reasons.items())]
+    return f'{name}: skipped {self.count}: ' + '; '.join(parts)
+
+
+class Dataset:
+  """A split held in memory as int16 audio + token ids, assigned to length buckets."""
+
+  def __init__(self, source, buckets: Buckets, tokenizer=None, name: str = 'split'):
+    self.buckets = buckets
+    self.tokenizer = tokenizer or text_lib.CharTokenizer()
+    self.name = name
+    self.audio, self.labels, self.ids, self.transcripts, self.bucket = [], [], [], [], []
+    self.skipped = Skipped()
+    for i in range(len(source)):
+      self._add(source[i])
+    self.bucket = np.asarray(self.bucket, np.int32)
+
+  def _add(self, ex):
+    example_id = _as_str(ex.get('id', '?'))
+    audio = np.asarray(ex['audio'])
+    if audio.dtype != np.int16:
+      audio = (np.clip(np.nan_to_num(audio.astype(np.float32)), -1, 1) * 32767).astype(np.int16)
+    transcript = _as_str(ex['transcript'])
+    if audio.size == 0:
+      return self.skipped.add('empty audio', example_id)
+    if not transcript:
+      return self.skipped.add('empty transcript', example_id)
+    try:
+      ids = self.tokenizer.encode(transcript)
+    except text_lib.TranscriptError:
+      return self.skipped.add('transcript outside the alphabet', example_id)
+    fits = [b for b in range(len(self.buckets.seconds))
+            if audio.size <= self.buckets.samples(b) and len(ids) <= self.buckets.max_labels(b)]
+    if not fits:
+      longest = self.buckets.seconds[-1]
+      return self.skipped.add(f'longer than the largest bucket ({longest:g} s)', example_id)
+    self.audio.append(audio)
+    self.labels.append(np.asarray(ids, np.int32))
+    self.ids.append(example_id)
+    self.transcripts.append(transcript)
+    self.bucket.append(fits[0])
+
+  def __len__(self):
+    return len(self.audio)
+
+  def seconds(self) -> float:
+    return sum(a.size for a in self.audio) / SAMPLE_RATE
+
+  def batch(self, indices, bucket: int, batch_size: int) -> dict[str, np.ndarray]:
+    """Pads the examples at `indices` (at most batch_size) into one bucket-shaped batch.
+
+    Missing rows are all-padding (weight 0): the loss ignores them and shapes stay fixed.
+    """
+    n, u = self.buckets.samples(bucket), self.buckets.max_labels(bucket)
+    batch = {
+        'audio': np.zeros((batch_size, n), np.int16),
+        'audio_paddings': np.ones((batch_size, n), np.float32),
+        'labels': np.zeros((batch_size, u), np.int32),
+        'label_paddings': np.ones((batch_size, u), np.float32),
+        'weights': np.zeros((batch_size,), np.float32),
+    }
+    for row, i in enumerate(indices):
+      a, l = self.audio[i], self.labels[i]
+      batch['audio'][row, :a.size] = a
+      batch['audio_paddings'][row, :a.size] = 0.0
+      batch['labels'][row, :l.size] = l
+      batch['label_paddings'][row, :l.size] = 0.0
+      batch['weights'][row] = 1.0
+    return batch
+
+  def epoch_plan(self, batch_size: int, seed: int, epoch: int) -> list[tuple[int, np.ndarray]]:
+    """The (bucket, example indices) of every batch of one epoch, in training order."""
+    rng = np.random.default_rng([seed, epoch])
+    plan = []
+    for b in range(len(self.buckets.seconds)):
+      members = rng.permutation(np.flatnonzero(self.bucket == b))
+      plan += [(b, members[i:i + batch_size]) for i in range(0, len(members), batch_size)]
+    order = rng.permutation(len(plan))
+    return [plan[i] for i in order]
+
+  def batches_per_epoch(self, batch_size: int) -> int:
+    counts = np.bincount(self.bucket, minlength=len(self.buckets.seconds))
+    return int(sum(math.ceil(c / batch_size) for c in counts))
+
+  def train_batch(self, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+    """The batch of global step `step`: (seed, step) fully determine it."""
+    per_epoch = self.batches_per_epoch(batch_size)
+    if per_epoch == 0:
+      raise ValueError(f'{self.name}: no usable examples ({self.skipped.summary(self.name)})')
+    epoch, i = divmod(step, per_epoch)
+    if getattr(self, '_plan_epoch', None) != epoch:
+      self._plan, self._plan_epoch = self.epoch_plan(batch_size, seed, epoch), epoch
+    bucket, indices = self._plan[i]
+    return self.batch(indices, bucket, batch_size)
+
+  def eval_batches(self, batch_size: int, limit: int | None = None):
+    """Every example once (the first `limit`), grouped by bucket; yields (batch, indices)."""
+    keep = np.arange(len(self))[:limit]
+    for b in range(len(self.buckets.seconds)):
+      members = keep[self.bucket[keep] == b]
+      for i in range(0, len(members), batch_size):
+        yield self.batch(members[i:i + batch_size], b, batch_size), members[i:i + batch_size]
+
+
+def _as_str(value) -> str:
+  if isinstance(value, bytes):
+    return value.decode('utf-8')
+  if isinstance(value, np.ndarray):
+    return _as_str(value.item())
+  return str(value)

@@ -1,0 +1,181 @@
+"""`voice_assistant`: the embedded synthetic speech corpus, as a tfds builder (array_record).
+
+Voice-assistant commands (and free-form sentences where a text source is installed) spoken by the
+TTS engines present on the machine (see `engines.py`), augmented (speed, reverberation, noise,
+gain) and stored as int16 16 kHz audio without TensorFlow. Splits per domain D: `D_train`,
+`D_test` (held-out voices only) and `D_test_seen` (training voices, sentences in no train split).
+Domains: `base`, then `update_1` ... `update_5`, each bringing slot values never heard before and
+at least one new intent, for sequential model updates.
+
+Build and read through `asr.data.corpus` (`build`, `load`); this module holds only the builder so
+that `python -m asr.data.corpus` does not register it twice.
+"""
+import collections
+import dataclasses
+import multiprocessing
+import os
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+import tqdm
+
+from asr.data import augment
+from asr.data import engines
+from asr.data import plan
+from asr.data import synth
+from asr.data import textgen
+
+UPDATE_DOMAINS = tuple(f'update_{i}' for i in range(1, 6))
+
+
+@dataclasses.dataclass(eq=False)
+class CorpusConfig(tfds.core.BuilderConfig):
+  """Sizes are utterances per (train, test, test_seen) split."""
+  domains: tuple = ()
+  base_sizes: tuple = (0, 0, 0)
+  update_sizes: tuple = (0, 0, 0)
+  tts_engines: tuple = engines.ENGINES
+  max_words: int = 0
+  free_form_share: float = 0.12
+  batch_size: int = 16
+  seed: int = 0
+
+
+CONFIGS = (
+    CorpusConfig(
+        name='tiny', description='188 short utterances, flite and espeak-ng only: tests and CI.',
+        domains=('base', 'update_1', 'update_2'), base_sizes=(60, 16, 16),
+        update_sizes=(24, 12, 12), tts_engines=('flite', 'espeak'), max_words=7, batch_size=8),
+    CorpusConfig(
+        name='small', description='About 2 hours, all engines: the CPU demo.',
+        domains=('base',) + UPDATE_DOMAINS, base_sizes=(1100, 120, 120),
+        update_sizes=(180, 40, 40)),
+    CorpusConfig(
+        name='full', description='20+ hours, all engines, base plus five update domains.',
+        domains=('base',) + UPDATE_DOMAINS, base_sizes=(11000, 700, 700),
+        update_sizes=(1700, 350, 350)),
+)
+
+
+class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
+  """Synthetic voice-assistant speech from the TTS engines installed here."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  BUILDER_CONFIGS = list(CONFIGS)
+  DEFAULT_CONFIG_NAME = 'tiny'
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    # tfds's own lookup needs the `importlib_resources` backport for a builder inside a
+    # package; the file is all it wants.
+    return epath.Path(__file__)
+
+  def __init__(self, *, workers: int | None = None, engine_dir: str | None = None,
+               engines_allowed: tuple | None = None, **kwargs):
+    """`workers`: synthesis processes (default: all cores; 1: in this process).
+    `engine_dir`: a folder with engine binaries (bin/), libraries (lib/) and data (share/).
+    `engines_allowed`: restrict the config's engines further (e.g. ('flite',))."""
+    self._workers = workers or os.cpu_count() or 1
+    self._engine_dir = engine_dir
+    self._engines_allowed = engines_allowed
+    self._pool = None
+    self._progress = None
+    self._seconds = collections.defaultdict(float)
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__.split('\n\n')[1],
+        features=tfds.features.FeaturesDict({
+            'audio': tfds.features.Tensor(shape=(None,), dtype=np.int16),
+            'transcript': tfds.features.Text(),
+            'voice': tfds.features.Text(),
+            'domain': tfds.features.Text(),
+            'id': tfds.features.Text(),
+        }),
+        supervised_keys=('audio', 'transcript'),
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def download_and_prepare(self, *args, **kwargs):
+    try:
+      return super().download_and_prepare(*args, **kwargs)
+    finally:
+      if self._pool is not None:
+        self._pool.terminate()
+        self._pool.join()
+        self._pool = None
+      if self._progress is not None:
+        self._progress.close()
+        self._progress = None
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    config = self.builder_config
+    env = engines.engine_env(self._engine_dir)
+    wanted = tuple(e for e in config.tts_engines
+                   if self._engines_allowed is None or e in self._engines_allowed)
+    voices = engines.find_voices(wanted, env)
+    train_voices, held_out = engines.split_voices(voices)
+    sources = textgen.text_sources()
+    spec = plan.PlanSpec(domains=config.domains, base_sizes=config.base_sizes,
+                         update_sizes=config.update_sizes, seed=config.seed,
+                         max_words=config.max_words, free_form_share=config.free_form_share)
+    utterances = plan.make_plan(spec, train_voices, held_out)
+    transcripts = {name: [u.transcript for u in utts] for name, utts in utterances.items()}
+    oov = plan.update_oov_shares(transcripts, config.domains)
+    for domain, share in oov.items():
+      print(f'{domain}: {share:.1%} of {domain}_test words are out of vocabulary for all '
+            'earlier domains')
+    used = sorted({v.engine for v in voices})
+    self.info.metadata.update({
+        'config': config.name,
+        'seed': config.seed,
+        'engines': {e: engines.engine_version(e, env) for e in used},
+        'voices': {'train': [v.name for v in train_voices],
+                   'held_out': [v.name for v in held_out]},
+        'text_sources': sources,
+        'augmentation': dataclasses.asdict(augment.AugmentConfig()),
+        'oov_share_vs_earlier_domains': {d: round(s, 4) for d, s in oov.items()},
+        'utterances': {name: len(utts) for name, utts in utterances.items()},
+    })
+    self._seconds.clear()
+    self._progress = tqdm.tqdm(total=sum(len(u) for u in utterances.values()), unit='utt',
+                               desc=f'voice_assistant/{config.name}', smoothing=0.05)
+    return {name: self._generate_examples(utts) for name, utts in utterances.items()}
+
+  def _map(self, tasks):
+    config = augment.AugmentConfig()
+    env = engines.engine_env(self._engine_dir)
+    if self._workers == 1:
+      synth.init_worker(env, config)
+      return map(synth.render, tasks)
+    if self._pool is None:
+      # spawn, not fork: the parent holds threads (tqdm, tfds) that fork would copy mid-lock.
+      context = multiprocessing.get_context('spawn')
+      self._pool = context.Pool(self._workers, initializer=synth.init_worker,
+                                initargs=(env, config))
+    return self._pool.imap_unordered(synth.render, tasks)
+
+  def _generate_examples(self, utterances):
+    by_id = {u.id: u for u in utterances}
+    for results in self._map(synth.make_tasks(utterances, self.builder_config.batch_size)):
+      for utt_id, audio in results:
+        u = by_id[utt_id]
+        seconds = len(audio) / augment.SAMPLE_RATE
+        self._seconds[('split', u.split)] += seconds
+        self._seconds[('voice', u.voice)] += seconds
+        self._seconds[('domain', u.domain)] += seconds
+        if self._progress is not None:
+          self._progress.update(1)
+        yield utt_id, {'audio': audio, 'transcript': u.transcript, 'voice': u.voice,
+                       'domain': u.domain, 'id': u.id}
+    # Written with dataset_info.json once the last split is done.
+    hours = collections.defaultdict(dict)
+    for (kind, key), seconds in sorted(self._seconds.items()):
+      hours[kind][key] = round(seconds / 3600, 4)
+    self.info.metadata['hours'] = dict(hours)

@@ -1,0 +1,65 @@
+"""Evaluation: loss and WER/CER of a model on a bucketed split, and transcription.
+
+Decoding is frame-synchronous greedy by default (the streaming decoder), or beam search when
+`cfg.eval.beam_width > 1`. Encoding and greedy decoding are jit-compiled per bucket shape.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from asr import features
+from asr import metrics as metrics_lib
+from asr import text as text_lib
+from asr.rnnt import decode
+
+
+class Evaluator:
+  """Binds a model and config; `__call__(variables, dataset, stats) -> metrics dict`."""
+
+  def __init__(self, model, cfg):
+    self.model, self.cfg = model, cfg
+    self.tokenizer = text_lib.CharTokenizer()
+    self._encode = jax.jit(self._encode_impl)
+    self._greedy = jax.jit(self._greedy_impl)
+
+  def _encode_impl(self, variables, stats, audio, audio_paddings):
+    feats, pads = features.featurize(audio, audio_paddings, self.cfg.frontend, stats)
+    return self.model.apply(variables, feats, pads, method='encode')
+
+  def _greedy_impl(self, variables, enc, enc_pads):
+    init = self.model.apply(variables, enc.shape[0], method='initial_pred_state')
+    pred_step = functools.partial(self.model.apply, variables, method='pred_step')
+    joint = functools.partial(self.model.apply, variables, method='joint_step')
+    return decode.greedy_decode(enc, enc_pads, init, pred_step, joint,
+                                max_symbols_per_frame=self.cfg.eval.max_symbols_per_frame)
+
+  def transcribe_batch(self, variables, stats, batch) -> tuple[list[str], dict]:
+    """Texts of a padded batch (all rows) and the encoder's aux outputs (routing, backlog)."""
+    enc, enc_pads, aux = self._encode(variables, stats, batch['audio'], batch['audio_paddings'])
+    beam = self.cfg.eval.beam_width
+    if beam > 1:
+      pred_step = jax.jit(functools.partial(self.model.apply, variables, method='pred_step'))
+      joint = jax.jit(functools.partial(self.model.apply, variables, method='joint_step'))
+      init = self.model.apply(variables, enc.shape[0], method='initial_pred_state')
+      results = decode.beam_search_batch(
+          enc, enc_pads, init, pred_step, joint, beam_width=beam,
+          max_symbols_per_frame=self.cfg.eval.max_symbols_per_frame)
+      return [self.tokenizer.decode(tokens) for tokens, _ in results], aux
+    tokens, token_pads = jax.device_get(self._greedy(variables, enc, enc_pads))
+    texts = [self.tokenizer.decode(t[p == 0]) for t, p in zip(tokens, token_pads)]
+    return texts, aux
+
+  def __call__(self, variables, dataset, stats, limit=None, return_rows=False):
+    limit = limit if limit is not None else self.cfg.eval.max_utterances
+    error_rate = metrics_lib.ErrorRate()
+    rows = []
+    for batch, indices in dataset.eval_batches(self.cfg.eval.batch_size, limit=limit or None):
+      texts, _ = self.transcribe_batch(variables, stats, batch)
+      for i, hyp in zip(indices, texts):
+        ref = dataset.transcripts[i]
+        error_rate.update(ref, hyp)
+        rows.append({'id': dataset.ids[i], 'ref': ref, 'hyp': hyp})
+    result = {k: float(v) for k, v in error_rate.result().items()}
+    return (result, rows) if return_rows else result

@@ -1,0 +1,1 @@
+from diffs.pruning import *  # TEMPORARY: moved here when the diffs helper finishes

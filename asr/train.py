@@ -1,0 +1,307 @@
+"""The one train loop: a jit-compiled step over a parameter pytree, evaluation, checkpoints.
+
+Every experiment trains through `train()`. What the optimizer sees is the `trainable` pytree of a
+`Parametrization`, which maps it (with a `fixed` pytree that is never differentiated) to the
+model's variables. Plain training: trainable = params, fixed = pruning masks. A neural diff:
+trainable = the delta, fixed = the frozen base and the diff's mask (`diffs/`). Between epochs the
+parametrization may rewrite both (gradual pruning re-derives masks).
+
+The train step, top to bottom: derive this step's key from (seed, step); featurize the audio
+(SpecAugment on); run the model; RNN-T loss (+ CTC, + the encoder's auxiliary loss, e.g. the
+AmNet's amortized terms); gradients w.r.t. trainable only; skip the update if anything is not
+finite; clip, Adam with warm-up and cosine decay.
+"""
+import dataclasses
+import json
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from asr import checkpoint as ckpt_lib
+from asr import features
+from asr import frontend
+from asr import metric_writer
+from asr import rnnt
+
+Pytree = Any
+
+
+@dataclasses.dataclass
+class Parametrization:
+  """How the optimizer's `trainable` pytree becomes model variables.
+
+  init(variables) -> (trainable, fixed); apply(trainable, fixed) -> variables (differentiable in
+  trainable; fixed is closed over); on_epoch(epoch, trainable, fixed) -> (trainable, fixed),
+  called at the start of every epoch, must depend only on its arguments (resume-safe).
+  """
+  init: Callable[[Pytree], tuple[Pytree, Pytree]]
+  apply: Callable[[Pytree, Pytree], Pytree]
+  on_epoch: Callable[[int, Pytree, Pytree], tuple[Pytree, Pytree]] | None = None
+
+
+def plain_parametrization() -> Parametrization:
+  """Train the params themselves; every other variable collection (masks) stays fixed."""
+  def init(variables):
+    variables = dict(variables)
+    return variables.pop('params'), variables
+  return Parametrization(init=init, apply=lambda trainable, fixed: {'params': trainable, **fixed})
+
+
+def make_optimizer(cfg) -> optax.GradientTransformation:
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1), cfg.lr * cfg.final_lr_ratio)
+  return optax.chain(optax.clip_by_global_norm(cfg.clip), optax.adam(schedule))
+
+
+def step_key(seed: int, step) -> jax.Array:
+  """All randomness of a step comes from (seed, step): a resumed run draws the same numbers."""
+  return jax.random.fold_in(jax.random.key(seed), step)
+
+
+def compute_loss(model, variables, batch, stats, cfg, rng, step, train: bool):
+  """Per-batch loss and metrics (mean over real rows; padding rows have weight 0)."""
+  k_aug, k_model = jax.random.split(rng)
+  feats, feat_pads = features.featurize(batch['audio'], batch['audio_paddings'], cfg.frontend,
+                                        stats, rng=k_aug if train else None)
+  out = model.apply(variables, feats, feat_pads, batch['labels'], batch['label_paddings'],
+                    train=train, step=step, rngs={'gumbel': k_model})
+  weights = batch['weights']
+  denom = jnp.maximum(weights.sum(), 1.0)
+  per_seq = rnnt.rnnt_loss(out['logits'], out['enc_paddings'], batch['labels'],
+                           batch['label_paddings'])
+  rnnt_loss = (per_seq * weights).sum() / denom
+  loss, metrics = rnnt_loss, {'rnnt_loss': rnnt_loss}
+  if 'ctc_logits' in out and cfg.model.ctc_weight > 0:
+    ctc = optax.ctc_loss(out['ctc_logits'], out['enc_paddings'], batch['labels'],
+                         batch['label_paddings'])
+    ctc = (ctc * weights).sum() / denom
+    loss, metrics['ctc_loss'] = loss + cfg.model.ctc_weight * ctc, ctc
+  aux = out['aux']
+  if 'loss' in aux:
+    loss = loss + aux['loss']
+  metrics.update({k: v for k, v in aux.items() if k != 'loss' and jnp.ndim(v) == 0})
+  metrics['loss'] = loss
+  return loss, metrics
+
+
+def make_train_step(model, cfg, optimizer, parametrization: Parametrization):
+  """Returns jitted `train_step(state, fixed, batch, stats) -> (state, metrics)`.
+
+  state = {'step', 'trainable', 'opt_state'} is donated; `fixed` and `stats` are not.
+  """
+  traces = []
+
+  def train_step(state, fixed, batch, stats):
+    traces.append(jax.tree_util.tree_map(jnp.shape, batch['audio']))   # runs at trace time only
+    step = state['step']
+
+    def loss_fn(trainable):
+      variables = parametrization.apply(trainable, fixed)
+      return compute_loss(model, variables, batch, stats, cfg, step_key(cfg.seed, step), step,
+                          train=True)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['trainable'])
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, opt_state = optimizer.update(grads, state['opt_state'], state['trainable'])
+    trainable = optax.apply_updates(state['trainable'], updates)
+    # A non-finite step leaves the state as it was (counted; policy decided by the caller).
+    keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = {'step': step + 1, 'trainable': keep(trainable, state['trainable']),
+                 'opt_state': keep(opt_state, state['opt_state']),
+                 'skipped': state['skipped'] + (1 - finite.astype(jnp.int32))}
+    metrics.update(grad_norm=grad_norm, finite=finite.astype(jnp.float32))
+    return new_state, metrics
+
+  jitted = jax.jit(train_step, donate_argnums=0)
+  jitted.traces = traces
+  return jitted
+
+
+def make_mesh() -> Mesh:
+  """One data-parallel axis over every device (all hosts after jax.distributed.initialize)."""
+  return Mesh(np.asarray(jax.devices()), ('data',))
+
+
+def shard_batch(batch, mesh: Mesh):
+  """Host batch -> global arrays split along the batch axis over the mesh."""
+  sharding = NamedSharding(mesh, P('data'))
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def replicate(tree, mesh: Mesh):
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def feature_stats(dataset, cfg, workdir: str | None, max_utterances: int = 200):
+  """Global log-mel mean/std over the first utterances of the training split (cached)."""
+  path = os.path.join(workdir, 'feature_stats.json') if workdir else None
+  if path and os.path.exists(path):
+    mean, std = frontend.load_stats(path)
+    return {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
+  log_mel = jax.jit(lambda a, p: frontend.log_mel(
+      a, p, num_mels=cfg.num_mels, window_ms=cfg.window_ms, hop_ms=cfg.hop_ms))
+
+  def feats():
+    for batch, _ in dataset.eval_batches(8, limit=max_utterances):
+      yield tuple(np.asarray(x) for x in log_mel(batch['audio'], batch['audio_paddings']))
+  mean, std = frontend.compute_stats(feats())
+  if path:
+    frontend.save_stats(path, mean, std)
+  return {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
+
+
+def init_variables(model, cfg, dataset, seed: int):
+  """Model variables from a dummy batch of the smallest bucket."""
+  stats = {'mean': np.zeros(cfg.frontend.num_mels, np.float32),
+           'std': np.ones(cfg.frontend.num_mels, np.float32)}
+  batch = dataset.batch([], 0, 1)
+  feats, pads = features.featurize(batch['audio'], batch['audio_paddings'], cfg.frontend, stats)
+  return model.init({'params': jax.random.key(seed), 'gumbel': jax.random.key(seed)},
+                    feats, pads, batch['labels'], batch['label_paddings'])
+
+
+class _Preemption:
+  """SIGTERM sets a flag; the loop saves a checkpoint and exits at the next step boundary."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._old)
+
+
+class NonFiniteError(RuntimeError):
+  pass
+
+
+def train(cfg, workdir: str, model, train_data, eval_data=None,
+          parametrization: Parametrization | None = None, init_vars: Pytree | None = None,
+          evaluate_fn=None, log=print):
+  """Trains to `cfg.train.steps`, resuming from `workdir`'s latest checkpoint if present.
+
+  Returns (variables, history) where history holds the final train/eval metrics.
+  """
+  tcfg = cfg.train
+  os.makedirs(workdir, exist_ok=True)
+  parametrization = parametrization or plain_parametrization()
+  mesh = make_mesh()
+  if tcfg.batch_size % mesh.size:
+    raise ValueError(f'train.batch_size={tcfg.batch_size} is not divisible by the '
+                     f'{mesh.size} devices of the mesh')
+  stats = feature_stats(train_data, cfg.frontend, workdir, cfg.data.stats_utterances)
+  variables = init_vars if init_vars is not None else init_variables(model, cfg, train_data,
+                                                                      cfg.seed)
+  trainable, fixed = parametrization.init(variables)
+  optimizer = make_optimizer(tcfg)
+  state = {'step': jnp.zeros((), jnp.int32), 'trainable': trainable,
+           'opt_state': optimizer.init(trainable), 'skipped': jnp.zeros((), jnp.int32)}
+
+  per_epoch = train_data.batches_per_epoch(tcfg.batch_size)
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), tcfg.checkpoint_every,
+                               tcfg.keep_checkpoints)
+  if ckpt.latest_step() is not None:
+    restored, meta = ckpt.restore({'state': state, 'fixed': fixed})
+    state, fixed = restored['state'], restored['fixed']
+    if meta.get('batches_per_epoch') != per_epoch or meta.get('seed') != cfg.seed:
+      raise ValueError(f'{workdir}: checkpoint was written with a different data or seed '
+                       f'({meta}); use a fresh --workdir')
+    log(f'resumed from step {int(state["step"])} ({workdir}/checkpoints)')
+  state, fixed, stats_dev = replicate(state, mesh), replicate(fixed, mesh), replicate(stats, mesh)
+  train_step = make_train_step(model, cfg, optimizer, parametrization)
+  writer = metric_writer.MetricWriter(workdir)
+  start = int(state['step'])
+  meta = lambda step: {'step': step, 'epoch': step // per_epoch, 'batches_per_epoch': per_epoch,
+                       'seed': cfg.seed}
+  history = {}
+  progress = metric_writer.Progress(start, tcfg.steps, log=log)
+  preempt = _Preemption()
+  try:
+    for step in range(start, tcfg.steps):
+      epoch, index_in_epoch = divmod(step, per_epoch)
+      if parametrization.on_epoch and index_in_epoch == 0:
+        trainable_host, fixed_host = parametrization.on_epoch(
+            epoch, jax.device_get(state['trainable']), jax.device_get(fixed))
+        state = dict(state, trainable=replicate(trainable_host, mesh))
+        fixed = replicate(fixed_host, mesh)
+      batch = shard_batch(train_data.train_batch(step, tcfg.batch_size, cfg.seed), mesh)
+      t0 = time.perf_counter()
+      state, metrics = train_step(state, fixed, batch, stats_dev)
+      if tcfg.nan_policy == 'stop' and not bool(metrics['finite']):
+        raise NonFiniteError(
+            f'non-finite loss or gradient at step {step}; last good checkpoint: step '
+            f'{ckpt.latest_step()} in {workdir}/checkpoints (nothing was overwritten)')
+      if (step + 1) % tcfg.log_every == 0 or step + 1 == tcfg.steps:
+        metrics = jax.device_get(metrics)
+        record = {k: float(v) for k, v in metrics.items()}
+        record.update(step=step + 1, epoch=epoch, compilations=len(train_step.traces),
+                      skipped_nonfinite=int(state['skipped']))
+        writer.write('train', record)
+        history['train'] = record
+        progress.update(step + 1, record['loss'], time.perf_counter() - t0)
+      done = step + 1 == tcfg.steps
+      if preempt.requested:
+        ckpt.save(step + 1, {'state': state, 'fixed': fixed}, meta(step + 1), force=True)
+        log(f'SIGTERM: saved step {step + 1} to {workdir}/checkpoints; exiting')
+        raise SystemExit(143)
+      ckpt.save(step + 1, {'state': state, 'fixed': fixed}, meta(step + 1), force=done)
+      if evaluate_fn and eval_data is not None and (
+          (step + 1) % tcfg.eval_every == 0 or done):
+        variables = parametrization.apply(jax.device_get(state['trainable']),
+                                          jax.device_get(fixed))
+        result = evaluate_fn(variables, eval_data, stats)
+        writer.write('eval', dict(result, step=step + 1))
+        history['eval'] = result
+        log(f'step {step + 1}: eval ' + ' '.join(f'{k}={v:.4g}' for k, v in result.items()
+                                                 if isinstance(v, float)))
+  finally:
+    preempt.restore()
+    progress.close()
+    writer.close()
+    ckpt.close()
+  variables = parametrization.apply(jax.device_get(state['trainable']), jax.device_get(fixed))
+  with open(os.path.join(workdir, 'train_summary.json'), 'w') as f:
+    json.dump({'steps': int(state['step']), 'compilations': len(train_step.traces),
+               'buckets_used': len({str(s) for s in train_step.traces}),
+               'skipped_nonfinite': int(state['skipped']), **history},
+              f, indent=1, default=float)
+  return variables, stats, history
+
+
+def load_params(workdir: str):
+  """The trained params (numpy pytree) of `workdir`'s latest checkpoint, any model."""
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), every=1)
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(f'{workdir}/checkpoints: no checkpoint to initialise from')
+  state, _ = ckpt.restore_raw()
+  ckpt.close()
+  return state['state']['trainable']
+
+
+def load_trained(cfg, workdir: str, model, dataset, parametrization=None):
+  """(variables, stats) of the latest checkpoint in `workdir`, for eval and transcription."""
+  parametrization = parametrization or plain_parametrization()
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), cfg.train.checkpoint_every)
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(f'{workdir}/checkpoints: no checkpoint; train first with '
+                            f'--mode=train --workdir={workdir}')
+  trainable, fixed = parametrization.init(init_variables(model, cfg, dataset, cfg.seed))
+  optimizer = make_optimizer(cfg.train)
+  state = {'step': jnp.zeros((), jnp.int32), 'trainable': trainable,
+           'opt_state': optimizer.init(trainable), 'skipped': jnp.zeros((), jnp.int32)}
+  restored, _ = ckpt.restore({'state': state, 'fixed': fixed})
+  ckpt.close()
+  stats = feature_stats(None, cfg.frontend, workdir)
+  return parametrization.apply(restored['state']['trainable'], restored['fixed']), stats

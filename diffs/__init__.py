@@ -1,0 +1,1 @@
+"""Neural diffs: sparse-masked and hashed deltas over a frozen base, and their update packages."""

@@ -1,0 +1,80 @@
+"""Defaults shared by every experiment config; each config file overrides what it varies."""
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = 'voice_assistant'      # voice_assistant | folder | librispeech
+  c.data.corpus = 'tiny'                 # builder config of voice_assistant: tiny | small | full
+  c.data.data_dir = ''                   # '' -> asr.data.corpus.DEFAULT_DATA_DIR
+  c.data.train_split = 'base_train'
+  c.data.eval_split = 'base_test'        # held-out voices
+  c.data.folder = ''                     # source=folder: audio folder (+ transcripts file)
+  c.data.transcripts = ''
+  c.data.bucket_seconds = (2.0, 4.0, 6.0, 8.0)
+  c.data.chars_per_second = 25.0
+  c.data.stats_utterances = 200          # utterances for the global feature mean/std
+
+  c.frontend = ml_collections.ConfigDict()
+  c.frontend.num_mels = 80
+  c.frontend.window_ms = 25.0
+  c.frontend.hop_ms = 10.0
+  c.frontend.stack = 3                   # 3 x 10 ms frames stacked ...
+  c.frontend.stride = 3                  # ... and subsampled: 30 ms encoder frames
+  c.frontend.spec_augment = True
+  c.frontend.freq_masks = 2
+  c.frontend.freq_mask_width = 15
+  c.frontend.time_masks = 2
+  c.frontend.time_mask_ratio = 0.05
+
+  c.model = ml_collections.ConfigDict()
+  c.model.encoder = ml_collections.ConfigDict()
+  c.model.encoder.name = 'lstm'          # lstm | amnet
+  c.model.encoder.layers = 2
+  c.model.encoder.units = 128
+  c.model.encoder.proj = 0
+  c.model.encoder.kind = 'dense'         # dense | sparse | factorized (name=lstm)
+  c.model.encoder.budget = 1.0           # compressed kinds: fraction of dense FLOPs per matrix
+  # name=amnet: the branching encoder (amortized/encoder.py). One branch = a baseline.
+  c.model.encoder.branches = 'main:dense'  # name:kind[:budget],...  e.g. slow:dense,fast:sparse:0.3
+  c.model.encoder.arbitrator_hidden = 32
+  c.model.encoder.device_flops = 0.0       # simulated device FLOP/s; 0 = auto from full_model_rtf
+  c.model.encoder.full_model_rtf = 1.5     # auto rate: the dense model needs 1.5x real time
+  c.model.encoder.temperature_start = 1.0
+  c.model.encoder.temperature_end = 0.01
+  c.model.encoder.anneal_steps = 1000      # geometric annealing of the routing temperature
+  c.model.encoder.loss_variant = 'backlog' # none | backlog | final_upl | slow_under_backlog
+  c.model.encoder.lambda_cost = 0.0
+  c.model.encoder.lambda_amr = 0.0
+  c.model.encoder.backlog_threshold = 0.1  # seconds of pending audio where g(b) reaches 0
+  c.model.encoder.g_shape = 'linear'
+  c.model.encoder.extra_frame_flops = 0.0  # decoder work per frame counted by the simulator
+  c.model.encoder.prune_epochs = 3         # sparse branches: gradual pruning over these epochs
+  c.model.encoder.init_from = ''           # workdir of a trained model: SVD / copy initialisation
+  c.model.pred_embed_dim = 32
+  c.model.pred_units = 64
+  c.model.joint_dim = 64
+  c.model.ctc_weight = 0.0               # > 0 adds a CTC head on the encoder
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 16
+  c.train.steps = 300
+  c.train.lr = 2e-3
+  c.train.final_lr_ratio = 0.05
+  c.train.warmup_steps = 50
+  c.train.clip = 5.0
+  c.train.log_every = 10
+  c.train.eval_every = 100
+  c.train.checkpoint_every = 100
+  c.train.keep_checkpoints = 3
+  c.train.nan_policy = 'skip'            # skip (count the step) | stop (message + exit)
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 16
+  c.eval.max_utterances = 200            # 0 = the whole split
+  c.eval.beam_width = 1                  # > 1: beam search instead of greedy
+  c.eval.max_symbols_per_frame = 3
+  return c

@@ -1,0 +1,31 @@
+"""Config -> in-memory bucketed splits (`asr.data.batching.Dataset`) from the configured source."""
+from asr.data import batching
+
+
+def _source(cfg, split: str, log=print):
+  d = cfg.data
+  if d.source == 'voice_assistant':
+    from asr.data import corpus  # pylint: disable=g-import-not-at-top
+    data_dir = d.data_dir or corpus.DEFAULT_DATA_DIR
+    corpus.build(d.corpus, data_dir)     # no-op when already built
+    return corpus.load(d.corpus, split, data_dir)
+  if d.source == 'folder':
+    from asr.data import folder  # pylint: disable=g-import-not-at-top
+    examples, report = folder.load_folder(d.folder, d.transcripts or None)
+    log(report.summary())
+    return examples
+  if d.source == 'librispeech':
+    from asr.data import librispeech  # pylint: disable=g-import-not-at-top
+    return librispeech.load_librispeech(split, d.data_dir or None)
+  raise ValueError(f'data.source={d.source!r} is not one of voice_assistant, folder, librispeech')
+
+
+def buckets(cfg) -> batching.Buckets:
+  return batching.Buckets(tuple(cfg.data.bucket_seconds), cfg.data.chars_per_second)
+
+
+def load_split(cfg, split: str, log=print) -> batching.Dataset:
+  dataset = batching.Dataset(_source(cfg, split, log), buckets(cfg), name=split)
+  log(f'{split}: {len(dataset)} utterances, {dataset.seconds() / 3600:.2f} h; '
+      + dataset.skipped.summary(split))
+  return dataset

@@ -1,0 +1,95 @@
+"""What `launch.py --mode=...` runs. Each mode is a function (cfg, workdir, flags) -> None."""
+import json
+import os
+
+from absl import logging
+
+from asr import evaluate as evaluate_lib
+from asr import train as train_lib
+from asr.data import batching
+from experiments import data as data_lib
+from experiments import models
+
+
+def parametrization_and_init(cfg, model, train_data):
+  """The method-specific parts of training: (parametrization, initial variables or None)."""
+  if cfg.model.encoder.name != 'amnet':
+    return None, None
+  from amortized import compression  # pylint: disable=g-import-not-at-top
+  from amortized import encoder as amnet  # pylint: disable=g-import-not-at-top
+  e = cfg.model.encoder
+  param = compression.pruning_parametrization(
+      amnet.parse_branches(e.branches), cfg.train.steps,
+      train_data.batches_per_epoch(cfg.train.batch_size), e.prune_epochs)
+  init_vars = None
+  if e.init_from:
+    init_vars = compression.init_from_dense(
+        train_lib.init_variables(model, cfg, train_data, cfg.seed),
+        train_lib.load_params(e.init_from))
+  return param, init_vars
+
+
+def train(cfg, workdir: str, **_):
+  """Trains `cfg` in `workdir` (resuming), evaluating on `cfg.data.eval_split` as it goes."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(cfg.to_json_best_effort(indent=1))
+  model = models.build_model(cfg)
+  train_data = data_lib.load_split(cfg, cfg.data.train_split)
+  eval_data = data_lib.load_split(cfg, cfg.data.eval_split)
+  evaluator = evaluate_lib.Evaluator(model, cfg)
+  param, init_vars = parametrization_and_init(cfg, model, train_data)
+  _, _, history = train_lib.train(cfg, workdir, model, train_data, eval_data,
+                                  parametrization=param, init_vars=init_vars,
+                                  evaluate_fn=evaluator)
+  print(json.dumps({'workdir': workdir, **history}, default=float))
+  return history
+
+
+def eval(cfg, workdir: str, **_):  # pylint: disable=redefined-builtin
+  """WER/CER of the latest checkpoint on `cfg.data.eval_split`; writes eval_<split>.json."""
+  model = models.build_model(cfg)
+  dataset = data_lib.load_split(cfg, cfg.data.eval_split)
+  variables, stats = train_lib.load_trained(cfg, workdir, model, dataset)
+  result, rows = evaluate_lib.Evaluator(model, cfg)(variables, dataset, stats, return_rows=True)
+  out = os.path.join(workdir, f'eval_{cfg.data.eval_split}.json')
+  with open(out, 'w') as f:
+    json.dump({'result': result, 'rows': rows}, f, indent=1)
+  print(json.dumps({'split': cfg.data.eval_split, **result}))
+  return result
+
+
+def transcribe(cfg, workdir: str, audio: str = '', **_):
+  """Prints `path<TAB>text` for an audio file or every audio file in a folder."""
+  from asr.data import folder  # pylint: disable=g-import-not-at-top
+  if not audio:
+    raise ValueError('--audio=FILE_OR_FOLDER is required for --mode=transcribe')
+  paths = ([os.path.join(audio, p) for p in sorted(os.listdir(audio))]
+           if os.path.isdir(audio) else [audio])
+  model = models.build_model(cfg)
+  buckets = data_lib.buckets(cfg)
+  variables, stats = train_lib.load_trained(cfg, workdir, model, batching.Dataset([], buckets))
+  evaluator = evaluate_lib.Evaluator(model, cfg)
+  skipped = batching.Skipped()
+  for path in paths:
+    try:
+      samples = folder.read_audio(path)
+    except ValueError as e:
+      skipped.add(str(e), path)
+      continue
+    pcm = (samples * 32767).astype('int16')
+    fits = [b for b in range(len(buckets.seconds)) if pcm.size <= buckets.samples(b)]
+    if not fits:
+      skipped.add(f'longer than the largest bucket ({buckets.seconds[-1]:g} s)', path)
+      continue
+    dataset = batching.Dataset([{'audio': pcm, 'transcript': 'x', 'id': path}], buckets)
+    batch = dataset.batch([0], fits[0], 1)
+    texts, _ = evaluator.transcribe_batch(variables, stats, batch)
+    print(f'{path}\t{texts[0]}')
+  if skipped.count:
+    logging.warning(skipped.summary('transcribe'))
+    print(skipped.summary('transcribe'))
+
+
+MODES = {'train': train, 'eval': eval, 'transcribe': transcribe}
+NO_CONFIG = set()   # modes that run without --config (e.g. demo, which picks its own)

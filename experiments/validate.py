@@ -1,0 +1,54 @@
+"""Config checks that ml_collections cannot do: values that are inconsistent with each other.
+
+Everything is checked before any work starts, and each error names the key.
+"""
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def _require(ok: bool, key: str, message: str):
+  if not ok:
+    raise ConfigError(f'config.{key}: {message}')
+
+
+def check(cfg):
+  d, f, m, t, e = cfg.data, cfg.frontend, cfg.model, cfg.train, cfg.eval
+  _require(d.source in ('voice_assistant', 'folder', 'librispeech'), 'data.source',
+           f'{d.source!r} is not one of voice_assistant, folder, librispeech')
+  _require(d.source != 'folder' or bool(d.folder), 'data.folder', 'required when source=folder')
+  secs = list(d.bucket_seconds)
+  _require(len(secs) > 0 and all(s > 0 for s in secs) and secs == sorted(secs),
+           'data.bucket_seconds', f'{secs} must be positive and increasing')
+  _require(d.chars_per_second > 0, 'data.chars_per_second', 'must be > 0')
+  _require(f.num_mels > 0 and f.window_ms > 0 and f.hop_ms > 0, 'frontend',
+           'num_mels, window_ms and hop_ms must be > 0')
+  _require(f.stack >= 1 and f.stride >= 1, 'frontend.stack', 'stack and stride must be >= 1')
+  enc = m.encoder
+  _require(enc.layers >= 1 and enc.units >= 1, 'model.encoder.layers', 'layers and units >= 1')
+  _require(enc.kind in ('dense', 'sparse', 'factorized'), 'model.encoder.kind',
+           f'{enc.kind!r} is not one of dense, sparse, factorized')
+  _require(0 < enc.budget <= 1, 'model.encoder.budget',
+           f'{enc.budget} must be in (0, 1]: a fraction of the dense FLOPs')
+  _require(m.ctc_weight >= 0, 'model.ctc_weight', 'must be >= 0')
+  _require(t.steps >= 1, 'train.steps', 'must be >= 1')
+  _require(t.batch_size >= 1, 'train.batch_size', 'must be >= 1')
+  _require(t.lr > 0, 'train.lr', 'must be > 0')
+  _require(0 <= t.warmup_steps, 'train.warmup_steps', 'must be >= 0')
+  _require(t.checkpoint_every >= 1 and t.log_every >= 1 and t.eval_every >= 1, 'train',
+           'checkpoint_every, log_every and eval_every must be >= 1')
+  _require(t.nan_policy in ('skip', 'stop'), 'train.nan_policy', f'{t.nan_policy!r} not skip|stop')
+  _require(e.beam_width >= 1, 'eval.beam_width', 'must be >= 1')
+  _require(e.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
+  for hook in _EXTRA_CHECKS:
+    hook(cfg)
+
+
+_EXTRA_CHECKS = []
+
+
+def register(check_fn):
+  """Method packages (amortized, diffs) add their own checks here."""
+  _EXTRA_CHECKS.append(check_fn)
+  return check_fn

@@ -1,0 +1,38 @@
+"""The one entry point: every experiment runs through here.
+
+  python launch.py --config=experiments/configs/tiny_rnnt.py --workdir=workdirs/tiny \
+      [--mode=train|eval|transcribe|demo] [--config.train.steps=500 ...]
+
+A config file's docstring holds its exact command and expected result. Overrides of unknown keys
+or of the wrong type are refused by ml_collections before anything runs; inconsistent values are
+refused by `experiments.validate`.
+"""
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import modes
+from experiments import validate
+
+config_flags.DEFINE_config_file('config', None, 'Experiment config file[:arg].', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Checkpoints, metrics and reports go here.')
+flags.DEFINE_enum('mode', 'train', sorted(modes.MODES), 'What to run.')
+flags.DEFINE_string('audio', '', 'mode=transcribe: an audio file or a folder of them.')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cfg = FLAGS.config
+  if cfg is None and FLAGS.mode not in modes.NO_CONFIG:
+    raise app.UsageError(f'--config is required for --mode={FLAGS.mode}')
+  if cfg is not None:
+    validate.check(cfg)
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required')
+  modes.MODES[FLAGS.mode](cfg, FLAGS.workdir, audio=FLAGS.audio)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,56 @@
+"""Shared test fixtures: tiny configs and a synthetic in-memory corpus (no TTS needed)."""
+import numpy as np
+
+from asr.data import batching
+from experiments.configs import common
+
+WORDS = ['go', 'stop', 'up', 'down', 'left', 'right', 'yes', 'no']
+
+
+def synthetic_examples(n: int, seed: int = 0):
+  """Each word is a fixed chord of tones, so a model can learn the mapping from sound."""
+  rng = np.random.default_rng(seed)
+  t = np.arange(int(0.25 * 16000)) / 16000
+  tones = {w: sum(np.sin(2 * np.pi * f * t) for f in (200 + 150 * i, 900 + 230 * i))
+           for i, w in enumerate(WORDS)}
+  examples = []
+  for i in range(n):
+    words = list(rng.choice(WORDS, size=rng.integers(1, 3)))
+    audio = np.concatenate([np.concatenate([tones[w], np.zeros(1600)]) for w in words])
+    audio = 0.3 * audio / np.abs(audio).max() + 0.01 * rng.standard_normal(audio.size)
+    examples.append({'audio': (audio * 32767).astype(np.int16), 'transcript': ' '.join(words),
+                     'id': f'syn{i}'})
+  return examples
+
+
+def tiny_config(**overrides):
+  cfg = common.base_config()
+  cfg.data.bucket_seconds = (1.0, 2.0)
+  cfg.frontend.num_mels = 16
+  cfg.frontend.spec_augment = False
+  cfg.model.encoder.layers = 1
+  cfg.model.encoder.units = 32
+  cfg.model.pred_embed_dim = 8
+  cfg.model.pred_units = 16
+  cfg.model.joint_dim = 16
+  cfg.train.batch_size = 4
+  cfg.train.steps = 6
+  cfg.train.warmup_steps = 1
+  cfg.train.lr = 5e-3
+  cfg.train.log_every = 1
+  cfg.train.checkpoint_every = 2
+  cfg.train.eval_every = 1000
+  cfg.eval.batch_size = 4
+  for key, value in overrides.items():
+    node = cfg
+    *path, last = key.split('.')
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return cfg
+
+
+def tiny_dataset(cfg, n: int = 16, seed: int = 0):
+  return batching.Dataset(synthetic_examples(n, seed),
+                          batching.Buckets(tuple(cfg.data.bucket_seconds),
+                                           cfg.data.chars_per_second))

@@ -1,0 +1,147 @@
+"""The branching encoder: streaming = offline routing, baselines = plain LSTM, pruning, SVD."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from amortized import compression
+from amortized import encoder as amnet
+from asr import lstm
+from asr import train as train_lib
+from experiments import models
+from tests import helpers
+
+
+def _encoder(branches, **routing):
+  cfg = dict(hop=0.03, rate=1e6, anneal_steps=10)
+  cfg.update(routing)
+  return amnet.AmNetEncoder(input_dim=12, layers=2, units=16, proj=0,
+                            branches=amnet.parse_branches(branches), arbitrator_hidden=8,
+                            routing=amnet.RoutingConfig(**cfg))
+
+
+def _inputs(batch=2, frames=25):
+  x = jax.random.normal(jax.random.key(0), (batch, frames, 12))
+  pads = jnp.zeros((batch, frames)).at[1, 18:].set(1.0)
+  return x, pads
+
+
+def _random_masks(variables):
+  rng = np.random.default_rng(0)
+  masks = jax.tree_util.tree_map(lambda m: (rng.random(m.shape) > 0.6).astype(np.float32),
+                                 variables['masks'])
+  return {**variables, 'masks': masks}
+
+
+@pytest.mark.parametrize('branches', ['slow:dense,fast:sparse:0.3',
+                                      'slow:dense,fast:factorized:0.25',
+                                      'a:dense,b:factorized:0.5,c:sparse:0.2'])
+def test_streaming_equals_offline_hard_routing(branches):
+  enc = _encoder(branches)
+  x, pads = _inputs()
+  variables = enc.init({'params': jax.random.key(1), 'gumbel': jax.random.key(2)}, x, pads)
+  if 'masks' in variables:
+    variables = _random_masks(variables)
+  y, _, aux = enc.apply(variables, x, pads, train=False)
+  for row in range(2):
+    n = int((pads[row] == 0).sum())
+    ys, info = enc.apply(variables, x[row:row + 1, :n], pads[row:row + 1, :n], method='stream')
+    np.testing.assert_allclose(ys[0], y[row, :n], atol=1e-5)
+    np.testing.assert_array_equal(info['route'], aux['route'][row, :n].argmax(-1))
+    np.testing.assert_allclose(info['upl'], aux['upl'][row], rtol=1e-5)
+  # the routing is not trivial at init on random input: both decisions occur somewhere
+  assert len(np.unique(np.asarray(aux['route'][0].argmax(-1)))) >= 1
+
+
+def test_one_branch_dense_amnet_is_the_plain_lstm_encoder():
+  enc = _encoder('main:dense')
+  plain = lstm.LSTMEncoder(layers=2, units=16)
+  x, pads = _inputs()
+  v = enc.init({'params': jax.random.key(3)}, x, pads)
+  plain_params = {'params': dict(v['params']['branches']['main'])}
+  y, _, aux = enc.apply(v, x, pads)
+  y_plain, _, _ = plain.apply(plain_params, x, pads)
+  np.testing.assert_allclose(y, y_plain, atol=1e-6)
+  assert 'loss' not in aux and 'arbitrator' not in v['params']
+
+
+def test_branch_costs_follow_budgets():
+  enc = _encoder('slow:dense,fast:sparse:0.25')
+  costs = enc.branch_costs()
+  arb = amnet.arbitrator_flops(12, 8, 2)
+  dense = amnet.branch_flops(amnet.BranchSpec('d'), 12, 2, 16, 0)
+  assert costs[0] == pytest.approx(dense + arb)
+  # matmuls dominate: a quarter-density branch costs a bit over a quarter of the dense one
+  assert 0.25 < (costs[1] - arb) / dense < 0.4
+
+
+def test_gumbel_straight_through_trains_the_arbitrator_and_anneals():
+  enc = _encoder('slow:dense,fast:factorized:0.25', lambda_amr=1.0, lambda_cost=0.5)
+  x, pads = _inputs()
+  v = enc.init({'params': jax.random.key(1), 'gumbel': jax.random.key(2)}, x, pads, train=True)
+
+  def loss(params):
+    y, _, aux = enc.apply({'params': params}, x, pads, train=True, step=0,
+                          rngs={'gumbel': jax.random.key(5)})
+    return jnp.mean(y ** 2) + aux['loss']
+  grads = jax.grad(loss)(v['params'])
+  assert float(jnp.abs(grads['arbitrator']['out']).sum()) > 0
+  assert float(jnp.abs(grads['arbitrator_input']['frame_proj']['kernel']).sum()) > 0
+  r = enc.routing
+  assert float(r.temperature(0)) == pytest.approx(1.0)
+  assert float(r.temperature(10)) == pytest.approx(0.01)
+  assert float(r.temperature(5)) == pytest.approx(0.1, rel=1e-5)
+
+
+def test_gradual_pruning_reaches_the_budget_per_matrix():
+  enc = _encoder('slow:dense,fast:sparse:0.2')
+  x, pads = _inputs()
+  v = enc.init({'params': jax.random.key(1), 'gumbel': jax.random.key(2)}, x, pads)
+  param = compression.pruning_parametrization(amnet.parse_branches('slow:dense,fast:sparse:0.2'),
+                                              total_steps=50, steps_per_epoch=10, prune_epochs=3)
+  trainable, fixed = param.init({'params': {'encoder': v['params']},
+                                 'masks': {'encoder': v['masks']}})
+  densities = []
+  for epoch in range(5):
+    trainable, fixed = param.on_epoch(epoch, trainable, fixed)
+    leaves = jax.tree_util.tree_leaves(fixed['masks']['encoder']['branches']['fast'])
+    densities.append(np.mean([l.mean() for l in leaves]))
+    for mask, path in zip(leaves, range(len(leaves))):
+      assert set(np.unique(mask)) <= {0.0, 1.0}
+  assert densities[0] == pytest.approx(1.0)
+  assert all(a >= b for a, b in zip(densities, densities[1:]))
+  assert densities[3] == pytest.approx(0.2, abs=1e-3) and densities[4] == densities[3]
+  # kept entries are the largest-magnitude ones
+  w = np.asarray(trainable['encoder']['branches']['fast']['layer_0']['wx']['kernel'])
+  m = fixed['masks']['encoder']['branches']['fast']['layer_0']['wx']['kernel']
+  assert np.abs(w[m > 0]).min() >= np.abs(w[m == 0]).max()
+
+
+def test_svd_initialisation_is_the_best_low_rank_approximation():
+  w = np.random.default_rng(0).standard_normal((20, 12)).astype(np.float32)
+  a, b = compression.svd_factors(w, 4)
+  s = np.linalg.svd(w, compute_uv=False)
+  np.testing.assert_allclose(np.linalg.norm(w - a @ b), np.sqrt((s[4:] ** 2).sum()), rtol=1e-4)
+
+
+def test_tiny_amnet_trains_from_a_dense_baseline(tmp_path):
+  cfg = helpers.tiny_config(**{'model.encoder.name': 'amnet', 'train.steps': 4})
+  data = helpers.tiny_dataset(cfg)
+  model = models.build_model(cfg)
+  train_lib.train(cfg, str(tmp_path / 'full'), model, data, log=lambda *_: None)
+  cfg2 = helpers.tiny_config(**{
+      'model.encoder.name': 'amnet', 'train.steps': 4, 'model.encoder.lambda_amr': 1.0,
+      'model.encoder.branches': 'slow:dense,fast:factorized:0.25',
+      'model.encoder.init_from': str(tmp_path / 'full')})
+  amnet_model = models.build_model(cfg2)
+  from experiments import modes
+  param, init_vars = modes.parametrization_and_init(cfg2, amnet_model, data)
+  full = train_lib.load_params(str(tmp_path / 'full'))
+  np.testing.assert_allclose(
+      init_vars['params']['encoder']['branches']['slow']['layer_0']['wx']['kernel'],
+      full['encoder']['branches']['main']['layer_0']['wx']['kernel'])
+  _, _, history = train_lib.train(cfg2, str(tmp_path / 'amnet'), amnet_model, data,
+                                  parametrization=param, init_vars=init_vars,
+                                  log=lambda *_: None)
+  rec = history['train']
+  assert np.isfinite(rec['loss']) and rec['share/slow'] + rec['share/fast'] == pytest.approx(1.0)

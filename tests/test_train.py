@@ -1,0 +1,69 @@
+"""The one train loop: loss falls, resume continues, compilations = buckets, NaN handling."""
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from asr import evaluate
+from asr import train as train_lib
+from experiments import models
+from tests import helpers
+
+
+def _run(cfg, workdir, data, **kwargs):
+  model = models.build_model(cfg)
+  return train_lib.train(cfg, str(workdir), model, data, log=lambda *_: None, **kwargs)
+
+
+def test_loss_falls_and_eval_runs(tmp_path):
+  cfg = helpers.tiny_config(**{'train.steps': 40, 'train.checkpoint_every': 100})
+  data = helpers.tiny_dataset(cfg, 8)
+  model = models.build_model(cfg)
+  evaluator = evaluate.Evaluator(model, cfg)
+  variables, stats, history = train_lib.train(cfg, str(tmp_path), model, data, data,
+                                              evaluate_fn=evaluator, log=lambda *_: None)
+  rows = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  losses = [r['loss'] for r in rows if r['kind'] == 'train']
+  assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+  assert 0.0 <= history['eval']['wer'] <= 2.0
+  summary = json.load(open(tmp_path / 'train_summary.json'))
+  # jit compiles once per length bucket, never per batch or per epoch
+  assert summary['compilations'] == summary['buckets_used'] <= len(cfg.data.bucket_seconds)
+
+
+def test_resume_continues_from_checkpoint_and_matches(tmp_path):
+  cfg = helpers.tiny_config(**{'train.steps': 6, 'train.checkpoint_every': 2})
+  data = helpers.tiny_dataset(cfg)
+  full, _, _ = _run(cfg, tmp_path / 'full', data)
+  # A run killed after its step-4 checkpoint: same workdir without the later checkpoint.
+  _run(cfg, tmp_path / 'resumed', data)
+  shutil.rmtree(tmp_path / 'resumed' / 'checkpoints' / '6')
+  logs = []
+  resumed, _, _ = train_lib.train(cfg, str(tmp_path / 'resumed'), models.build_model(cfg), data,
+                                  log=logs.append)
+  assert any('resumed from step 4' in l for l in logs)
+  steps = [json.loads(l)['step'] for l in open(tmp_path / 'resumed' / 'metrics.jsonl')]
+  assert steps[-2:] == [5, 6] and len(steps) == 8     # 1..6, then 5, 6 again after the resume
+  for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize('policy', ['skip', 'stop'])
+def test_nonfinite_step_is_skipped_or_stops(tmp_path, monkeypatch, policy):
+  cfg = helpers.tiny_config(**{'train.steps': 3, 'train.nan_policy': policy})
+  data = helpers.tiny_dataset(cfg)
+  real = train_lib.features.featurize
+  poisoned = lambda *a, **k: (lambda f, p: (f * float('nan'), p))(*real(*a, **k))
+  monkeypatch.setattr(train_lib.features, 'featurize', poisoned)
+  if policy == 'stop':
+    with pytest.raises(train_lib.NonFiniteError, match='step 0; last good checkpoint: step None'):
+      _run(cfg, tmp_path, data)
+    return
+  initial = train_lib.init_variables(models.build_model(cfg), cfg, data, cfg.seed)
+  variables, _, history = _run(cfg, tmp_path, data)
+  assert history['train']['skipped_nonfinite'] == 3
+  for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(initial)):
+    np.testing.assert_array_equal(a, b)     # no update was applied
