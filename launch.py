@@ -1,7 +1,9 @@
 """The one entry point: every experiment runs through here.
 
   python launch.py --config=experiments/configs/tiny_rnnt.py --workdir=workdirs/tiny \
-      [--mode=train|eval|transcribe|demo] [--config.train.steps=500 ...]
+      [--mode=train|eval|transcribe|...] [--config.train.steps=500 ...]
+  python launch.py --sweep=experiments/sweeps/amnet_small.py --workdir=workdirs/amnet_small \
+      [--mode=train|report] [--sweep_print]
 
 A config file's docstring holds its exact command and expected result. Overrides of unknown keys
 or of the wrong type are refused by ml_collections before anything runs; inconsistent values are
@@ -9,14 +11,18 @@ refused by `experiments.validate`.
 """
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from experiments import modes
+from experiments import sweep as sweep_lib
 from experiments import validate
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file[:arg].', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Checkpoints, metrics and reports go here.')
 flags.DEFINE_enum('mode', 'train', sorted(modes.MODES), 'What to run.')
+flags.DEFINE_string('sweep', None, 'A sweep file: run (or report) all its points under workdir.')
+flags.DEFINE_bool('sweep_print', False, 'With --sweep: print one command per point and exit.')
 flags.DEFINE_string('audio', '', 'mode=transcribe: an audio file or a folder of them.')
 FLAGS = flags.FLAGS
 
@@ -24,13 +30,22 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)     # orbax logs every save at INFO
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required')
+  if FLAGS.sweep:
+    sweep = sweep_lib.load_sweep(FLAGS.sweep, FLAGS.workdir)
+    if FLAGS.sweep_print:
+      print('\n'.join(sweep_lib.commands(sweep)))
+    else:
+      modes.run_sweep(sweep, FLAGS.workdir, FLAGS.mode)
+    return
   cfg = FLAGS.config
   if cfg is None and FLAGS.mode not in modes.NO_CONFIG:
     raise app.UsageError(f'--config is required for --mode={FLAGS.mode}')
   if cfg is not None:
     validate.check(cfg)
-  if not FLAGS.workdir:
-    raise app.UsageError('--workdir is required')
   modes.MODES[FLAGS.mode](cfg, FLAGS.workdir, audio=FLAGS.audio)
 
 

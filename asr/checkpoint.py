@@ -10,8 +10,24 @@ Restore order: build the abstract state from a fresh init (shapes, dtypes, shard
 Orbax writes each step into a temporary folder and renames it when complete, so a kill during
 a save leaves the previous step restorable.
 """
-import orbax.checkpoint as ocp
 import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def _fill_empty(tree):
+  """Orbax refuses zero-size arrays (a diff's ineligible leaves) and numpy scalars (hash
+  seeds): store one element and 0-d arrays instead."""
+  def fill(x):
+    if isinstance(x, np.generic):
+      return np.asarray(x)
+    return np.zeros((1,), x.dtype) if getattr(x, 'size', 1) == 0 else x
+  return jax.tree_util.tree_map(fill, tree)
+
+
+def _restore_empty(tree, like):
+  return jax.tree_util.tree_map(
+      lambda x, t: np.zeros(t.shape, t.dtype) if getattr(t, 'size', 1) == 0 else x, tree, like)
 
 
 class Checkpointer:
@@ -37,17 +53,18 @@ class Checkpointer:
     if step in self.manager.all_steps():
       return False
     self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+        state=ocp.args.StandardSave(_fill_empty(state)), meta=ocp.args.JsonSave(meta)),
+                      force=True)
     self.manager.wait_until_finished()
     return True
 
   def restore(self, abstract_state, step: int | None = None):
     """Returns (state, meta) of `step` (default: the latest), shaped like `abstract_state`."""
     step = self.latest_step() if step is None else step
-    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _fill_empty(abstract_state))
     restored = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-    return restored['state'], restored['meta']
+    return _restore_empty(restored['state'], abstract_state), restored['meta']
 
   def restore_raw(self, step: int | None = None):
     """The latest `state` and `fixed` as saved (numpy), without a target: for reading a trained

@@ -12,6 +12,7 @@ import numpy as np
 from asr import features
 from asr import metrics as metrics_lib
 from asr import text as text_lib
+from asr.data import batching
 from asr.rnnt import decode
 
 
@@ -35,8 +36,9 @@ class Evaluator:
     return decode.greedy_decode(enc, enc_pads, init, pred_step, joint,
                                 max_symbols_per_frame=self.cfg.eval.max_symbols_per_frame)
 
-  def transcribe_batch(self, variables, stats, batch) -> tuple[list[str], dict]:
-    """Texts of a padded batch (all rows) and the encoder's aux outputs (routing, backlog)."""
+  def transcribe_batch(self, variables, stats, batch):
+    """Texts of a padded batch (all rows), the encoder's aux outputs (e.g. routing, backlog)
+    and the encoder paddings [B, T]."""
     enc, enc_pads, aux = self._encode(variables, stats, batch['audio'], batch['audio_paddings'])
     beam = self.cfg.eval.beam_width
     if beam > 1:
@@ -46,20 +48,41 @@ class Evaluator:
       results = decode.beam_search_batch(
           enc, enc_pads, init, pred_step, joint, beam_width=beam,
           max_symbols_per_frame=self.cfg.eval.max_symbols_per_frame)
-      return [self.tokenizer.decode(tokens) for tokens, _ in results], aux
+      return [self.tokenizer.decode(tokens) for tokens, _ in results], aux, enc_pads
     tokens, token_pads = jax.device_get(self._greedy(variables, enc, enc_pads))
     texts = [self.tokenizer.decode(t[p == 0]) for t, p in zip(tokens, token_pads)]
-    return texts, aux
+    return texts, aux, enc_pads
 
   def __call__(self, variables, dataset, stats, limit=None, return_rows=False):
+    """Corpus WER/CER; with return_rows, also one dict per utterance: id, ref, hyp, and the
+    encoder's aux outputs for its valid frames (e.g. an AmNet's per-frame routing)."""
     limit = limit if limit is not None else self.cfg.eval.max_utterances
     error_rate = metrics_lib.ErrorRate()
     rows = []
     for batch, indices in dataset.eval_batches(self.cfg.eval.batch_size, limit=limit or None):
-      texts, _ = self.transcribe_batch(variables, stats, batch)
-      for i, hyp in zip(indices, texts):
+      texts, aux, enc_pads = self.transcribe_batch(variables, stats, batch)
+      if return_rows:
+        aux, enc_pads = jax.device_get((aux, enc_pads))
+      for row, (i, hyp) in enumerate(zip(indices, texts)):
         ref = dataset.transcripts[i]
         error_rate.update(ref, hyp)
-        rows.append({'id': dataset.ids[i], 'ref': ref, 'hyp': hyp})
+        if return_rows:
+          rows.append({'id': dataset.ids[i], 'ref': ref, 'hyp': hyp,
+                       'seconds': dataset.audio[i].size / batching.SAMPLE_RATE,
+                       **_row_aux(aux, row, enc_pads[row])})
     result = {k: float(v) for k, v in error_rate.result().items()}
     return (result, rows) if return_rows else result
+
+
+def _row_aux(aux, row: int, enc_paddings_row):
+  """One utterance's slices of the encoder's aux outputs: [B, T, ...] -> its valid frames,
+  [B] -> a float; batch-level scalars are left out."""
+  valid = np.asarray(enc_paddings_row) == 0
+  out = {}
+  for key, value in aux.items():
+    value = np.asarray(value)
+    if value.ndim >= 2 and value.shape[1] == valid.size:
+      out[key] = value[row][valid]
+    elif value.ndim == 1:
+      out[key] = float(value[row])
+  return out

@@ -290,18 +290,25 @@ def load_params(workdir: str):
   return state['state']['trainable']
 
 
-def load_trained(cfg, workdir: str, model, dataset, parametrization=None):
-  """(variables, stats) of the latest checkpoint in `workdir`, for eval and transcription."""
-  parametrization = parametrization or plain_parametrization()
+def restore_state(cfg, workdir: str, parametrization: Parametrization, init_vars):
+  """(trainable, fixed) of the latest checkpoint in `workdir`, shaped by `init_vars`."""
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), cfg.train.checkpoint_every)
   if ckpt.latest_step() is None:
     raise FileNotFoundError(f'{workdir}/checkpoints: no checkpoint; train first with '
                             f'--mode=train --workdir={workdir}')
-  trainable, fixed = parametrization.init(init_variables(model, cfg, dataset, cfg.seed))
+  trainable, fixed = parametrization.init(init_vars)
   optimizer = make_optimizer(cfg.train)
   state = {'step': jnp.zeros((), jnp.int32), 'trainable': trainable,
            'opt_state': optimizer.init(trainable), 'skipped': jnp.zeros((), jnp.int32)}
   restored, _ = ckpt.restore({'state': state, 'fixed': fixed})
   ckpt.close()
+  return restored['state']['trainable'], restored['fixed']
+
+
+def load_trained(cfg, workdir: str, model, dataset, parametrization=None):
+  """(variables, stats) of the latest checkpoint in `workdir`, for eval and transcription."""
+  parametrization = parametrization or plain_parametrization()
+  trainable, fixed = restore_state(cfg, workdir, parametrization,
+                                   init_variables(model, cfg, dataset, cfg.seed))
   stats = feature_stats(None, cfg.frontend, workdir)
-  return parametrization.apply(restored['state']['trainable'], restored['fixed']), stats
+  return parametrization.apply(trainable, fixed), stats

@@ -9,7 +9,7 @@ and
 
 Per base leaf, by method (a leaf that is not eligible gets an empty float32 array and adds 0):
   sparse   trainable delta [leaf shape] (zeros), fixed bool mask [leaf shape]; dense = delta*mask.
-           The mask starts all-True and is pruned toward the budget by diffs.pruning.
+           The mask starts all-True and is pruned toward the budget by asr.sparsity.
   hashed   trainable v [K_leaf] (zeros), fixed uint32 seed; dense[i] = s(i) * v[h(i)], h and s
            seeded multiply-xorshift hashes of the flat index (package.hash_buckets is the numpy
            twin the device uses; they agree bit for bit). K_leaf ∝ leaf size, sum = budget.
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffs import package
-from diffs import pruning
+from asr import sparsity
 
 SPARSE, HASHED, LOWRANK, FULL = 'sparse', 'hashed', 'lowrank', 'full'
 METHODS = (SPARSE, HASHED, LOWRANK, FULL)
@@ -73,7 +73,7 @@ def _empty():
 def budget_from_fraction(base, fraction: float) -> int:
   """Stored values equal to `fraction` of all base parameters (e.g. 0.1 = 10% of the model)."""
   total = sum(np.size(leaf) for _, leaf in _leaves(base))
-  return pruning.rounded_count(fraction, total)
+  return sparsity.rounded_count(fraction, total)
 
 
 def entries_for_bytes(nbytes: int, method: str, value_dtype: str = 'fp16',
@@ -95,7 +95,7 @@ def entries_for_bytes(nbytes: int, method: str, value_dtype: str = 'fp16',
 # ----------------------------------------------------------------------------- init
 
 def init_sparse(base, *, min_ndim: int = 0, exclude=None):
-  """(trainable zeros, all-True masks) for eligible leaves; prune with diffs.pruning."""
+  """(trainable zeros, all-True masks) for eligible leaves; prune with asr.sparsity."""
   trainable, fixed = [], []
   for path, leaf in _leaves(base):
     if is_eligible(path, leaf, min_ndim, exclude):
@@ -122,7 +122,7 @@ def init_hashed(base, budget: int, *, seed: int = 0, min_ndim: int = 0, exclude=
            for path, leaf in leaves]
   if not 0 < budget <= sum(sizes):
     raise ValueError(f'hashed budget {budget} is outside (0, {sum(sizes)} eligible entries]')
-  buckets = pruning.apportion(sizes, budget)
+  buckets = sparsity.apportion(sizes, budget)
   trainable = [jnp.zeros((k,), jnp.float32) for k in buckets]
   fixed = [np.asarray(package.leaf_seed(seed, path), np.uint32) for path, _ in leaves]
   return _build(base, trainable), _build(base, fixed)
@@ -201,7 +201,7 @@ def init_full(base, *, min_ndim: int = 0, exclude=None):
 
 def init(method: str, base, budget=None, **config):
   """Dispatches to init_<method>. budget: required for hashed/lowrank (lowrank also takes
-  rank=...); for sparse it is only checked here (prune to it with pruning.reprune at
+  rank=...); for sparse it is only checked here (prune to it with sparsity.reprune at
   sparse_density(trainable, budget)); full takes none."""
   if method == SPARSE:
     trainable, fixed = init_sparse(base, **config)
@@ -345,7 +345,7 @@ def compress_top_k(full_delta, budget: int, per_leaf: bool = False, *, min_ndim:
   leaves = _leaves(full_delta)
   scores = [np.abs(np.asarray(leaf, np.float32)) if is_eligible(path, leaf, min_ndim, exclude)
             else np.zeros(_EMPTY, np.float32) for path, leaf in leaves]
-  kept = pruning.top_k_mask(scores, budget, per_leaf)
+  kept = sparsity.top_k_mask(scores, budget, per_leaf)
   masks, values = [], []
   for (_, leaf), mask in zip(leaves, kept):
     if mask.size == 0:

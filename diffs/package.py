@@ -246,7 +246,7 @@ def varint_encode(values) -> bytes:
 
 
 def varint_decode(data: bytes, count: int) -> np.ndarray:
-  """Exactly `count` canonical LEB128 integers from `data` (all of it), as int64; ValueError else."""
+  """Exactly `count` canonical LEB128 integers filling `data`, as int64; ValueError otherwise."""
   b = np.frombuffer(data, dtype=np.uint8)
   if b.size == 0:
     if count:

@@ -2,7 +2,8 @@
 from asr.data import batching
 
 
-def _source(cfg, split: str, log=print):
+def source(cfg, split: str, log=print):
+  """The raw random-access source of a split (dicts with audio, transcript, id, ...)."""
   d = cfg.data
   if d.source == 'voice_assistant':
     from asr.data import corpus  # pylint: disable=g-import-not-at-top
@@ -25,7 +26,7 @@ def buckets(cfg) -> batching.Buckets:
 
 
 def load_split(cfg, split: str, log=print) -> batching.Dataset:
-  dataset = batching.Dataset(_source(cfg, split, log), buckets(cfg), name=split)
+  dataset = batching.Dataset(source(cfg, split, log), buckets(cfg), name=split)
   log(f'{split}: {len(dataset)} utterances, {dataset.seconds() / 3600:.2f} h; '
       + dataset.skipped.summary(split))
   return dataset

@@ -9,6 +9,7 @@ from asr import train as train_lib
 from asr.data import batching
 from experiments import data as data_lib
 from experiments import models
+from experiments import sweep as sweep_lib
 
 
 def parametrization_and_init(cfg, model, train_data):
@@ -54,7 +55,8 @@ def eval(cfg, workdir: str, **_):  # pylint: disable=redefined-builtin
   result, rows = evaluate_lib.Evaluator(model, cfg)(variables, dataset, stats, return_rows=True)
   out = os.path.join(workdir, f'eval_{cfg.data.eval_split}.json')
   with open(out, 'w') as f:
-    json.dump({'result': result, 'rows': rows}, f, indent=1)
+    json.dump({'result': result, 'rows': rows}, f, indent=1,
+              default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o))
   print(json.dumps({'split': cfg.data.eval_split, **result}))
   return result
 
@@ -84,12 +86,40 @@ def transcribe(cfg, workdir: str, audio: str = '', **_):
       continue
     dataset = batching.Dataset([{'audio': pcm, 'transcript': 'x', 'id': path}], buckets)
     batch = dataset.batch([0], fits[0], 1)
-    texts, _ = evaluator.transcribe_batch(variables, stats, batch)
+    texts, _, _ = evaluator.transcribe_batch(variables, stats, batch)
     print(f'{path}\t{texts[0]}')
   if skipped.count:
     logging.warning(skipped.summary('transcribe'))
     print(skipped.summary('transcribe'))
 
 
-MODES = {'train': train, 'eval': eval, 'transcribe': transcribe}
+def run_sweep(sweep: dict, root: str, mode: str):
+  """--sweep: train every point (skipping finished ones), or write the sweep's report."""
+  if mode == 'train':
+    sweep_lib.run(sweep, train)
+  elif mode == 'report':
+    REPORTS[sweep['report']](sweep, root)
+  else:
+    raise ValueError(f'--sweep runs --mode=train or --mode=report, not {mode!r}')
+
+
+def _amnet_report(sweep, root):
+  from experiments import amnet_report  # pylint: disable=g-import-not-at-top
+  return amnet_report.write(sweep, root)
+
+
+REPORTS = {'amnet': _amnet_report}
+def diffs(cfg, workdir: str, **_):
+  """The neural-diff chains and their table (experiments/configs/diffs.py)."""
+  from experiments import diffs_experiment  # pylint: disable=g-import-not-at-top
+  return diffs_experiment.run(cfg, workdir)
+
+
+def report(cfg, workdir: str, **_):
+  del cfg, workdir
+  raise ValueError('--mode=report needs --sweep=FILE: a report collects the points of a sweep')
+
+
+MODES = {'train': train, 'eval': eval, 'transcribe': transcribe, 'report': report,
+         'diffs': diffs}
 NO_CONFIG = set()   # modes that run without --config (e.g. demo, which picks its own)

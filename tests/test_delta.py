@@ -1,6 +1,4 @@
 """Tests for diffs.delta: materialization vs numpy, gradients, hashing, budgets, top-k."""
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +7,7 @@ import pytest
 
 from diffs import delta as D
 from diffs import package
-from diffs import pruning
+from asr import sparsity
 
 M32 = 0xffffffff
 
@@ -134,10 +132,11 @@ def reference_dense(method, trainable, fixed, base):
 def all_methods(base):
   sparse_t, sparse_f = D.init_sparse(base)
   sparse_t = randomize(sparse_t)
-  sparse_t, sparse_f = pruning.reprune(sparse_t, sparse_f, density=0.3)
+  sparse_t, sparse_f = sparsity.reprune(sparse_t, sparse_f, density=0.3)
+  hashed_t, hashed_f = D.init_hashed(base, 60, seed=1)
   return {
       'sparse': (sparse_t, sparse_f),
-      'hashed': (randomize(D.init_hashed(base, 60, seed=1)[0]), D.init_hashed(base, 60, seed=1)[1]),
+      'hashed': (randomize(hashed_t), hashed_f),
       'lowrank': (randomize(D.init_lowrank(base, 150)[0]), None),
       'full': (randomize(D.init_full(base, min_ndim=1)[0]), None),
   }
@@ -163,8 +162,10 @@ def test_gradient_reaches_trainable_only(method):
   trainable, fixed = all_methods(base)[method]
   rng = np.random.default_rng(5)
   weights = jax.tree.map(lambda b: rng.normal(size=np.shape(b)).astype(np.float32), base)
-  loss = lambda t, b: sum(jnp.sum(w * p) for w, p in zip(
-      jax.tree_util.tree_leaves(weights), jax.tree_util.tree_leaves(D.materialize(method, t, fixed, b))))
+  def loss(t, b):
+    params = D.materialize(method, t, fixed, b)
+    return sum(jnp.sum(w * p) for w, p in zip(jax.tree_util.tree_leaves(weights),
+                                              jax.tree_util.tree_leaves(params)))
   grad_t, grad_base = jax.grad(loss, argnums=(0, 1))(trainable, base)
   for g in jax.tree_util.tree_leaves(grad_base):
     assert not np.any(np.asarray(g))              # stop_gradient: the base is frozen
@@ -223,7 +224,7 @@ def test_sparse_density_hits_budget_exactly():
   trainable = randomize(trainable)
   for budget, per_leaf in ((37, False), (37, True), (1, False), (112, True)):
     density = D.sparse_density(trainable, budget)
-    _, new_masks = pruning.reprune(trainable, masks, density, per_leaf)
+    _, new_masks = sparsity.reprune(trainable, masks, density, per_leaf)
     assert D.count_payload('sparse', trainable, new_masks) == budget
 
 
@@ -276,7 +277,7 @@ def test_compress_top_k_keeps_exactly_the_k_largest(per_leaf):
     if p not in eligible:
       assert not f_mask[p].any()
   if per_leaf:
-    counts = pruning.apportion([f_full[p].size for p in eligible], k)
+    counts = sparsity.apportion([f_full[p].size for p in eligible], k)
     for p, c in zip(eligible, counts):
       top = np.sort(np.abs(f_full[p]).ravel())[::-1][:c]
       np.testing.assert_array_equal(np.sort(np.abs(f_full[p][f_mask[p]]))[::-1], top)

@@ -99,6 +99,9 @@ def engine_env(engine_dir: str | None = None, search_system: bool = True) -> Eng
       env['ESPEAK_DATA_PATH'] = str(root / 'share')
     if (root / 'share' / 'festival').is_dir():
       festival_libdir = str(root / 'share' / 'festival')
+    if (root / 'share' / 'festival_home' / '.festivalvarsrc').is_file():
+      # festival reads $HOME/.festivalvarsrc before it scans for voices: see `pack`.
+      env['HOME'] = str(root / 'share' / 'festival_home')
     env['PATH'] = os.pathsep.join(p for p in paths if p)
     env['LD_LIBRARY_PATH'] = os.pathsep.join(
         libs + ([env['LD_LIBRARY_PATH']] if env.get('LD_LIBRARY_PATH') else []))
@@ -365,6 +368,12 @@ def pack(dest: str) -> list[str]:
   if 'festival' in packed and pathlib.Path('/usr/share/festival').is_dir():
     shutil.copytree('/usr/share/festival', root / 'share' / 'festival', dirs_exist_ok=True,
                     symlinks=False)
+    # Debian's festival looks for voices in /usr/share/festival/voices only; point it at the
+    # packed ones (relative to --libdir, so the folder can move).
+    home = root / 'share' / 'festival_home'
+    home.mkdir(exist_ok=True)
+    (home / '.festivalvarsrc').write_text(
+        '(set! system-voice-path (list (path-append libdir "voices/")))\n', encoding='utf-8')
   return packed
 
 

@@ -105,14 +105,20 @@ def load_slot_lists(slot_dir: pathlib.Path = TEXT_DIR / 'slots') -> dict[str, di
   return lists
 
 
+# Fortune files hold a few jokes a voice assistant corpus is better without.
+_UNSUITABLE = re.compile(r"(sex|drug|suicid|rape|kill|murder|damn|hell$|bitch|bastard|whore|"
+                         r"nigg|fag|porn|naked|nude|dick$|ass$|shit|fuck|crap|drunk|gay)")
+
+
 def _clean_fortune(sentence: str) -> str | None:
   """A fortune sentence that a TTS engine reads exactly as its transcript says, else None."""
   sentence = ' '.join(sentence.split())
-  if not 4 <= len(sentence.split()) <= 22:
+  if not 4 <= len(re.findall(r"[A-Za-z']+", sentence)) <= 22:
     return None
-  # Letters, apostrophes and plain punctuation only: digits, quotes, abbreviations ("Dr."),
-  # acronyms and symbols are read by engines in ways the transcript cannot know.
-  if not re.fullmatch(r"[A-Za-z][A-Za-z ',;:!?.-]*[.!?]", sentence):
+  # A capital, then letters, apostrophes and plain punctuation only: digits, quotes,
+  # abbreviations ("Dr."), acronyms and symbols are read by engines in ways the transcript
+  # cannot know; a lower-case start is a fragment of a longer sentence.
+  if not re.fullmatch(r"[A-Z][A-Za-z ',;:!?.-]*[.!?]", sentence):
     return None
   words = re.findall(r"[A-Za-z']+", sentence)
   if any(len(w) > 1 and w.isupper() for w in words) or '--' in sentence:
@@ -120,6 +126,8 @@ def _clean_fortune(sentence: str) -> str | None:
   if re.search(r"\b[A-Za-z]\.|\.\w|\b(Mr|Mrs|Ms|Dr|St|Jr|Sr|vs|etc)\b", sentence):
     return None
   if any(len(w) == 1 and w not in ('a', 'A', 'I') for w in words):
+    return None
+  if any(_UNSUITABLE.match(w.lower()) for w in words):
     return None
   return sentence
 
@@ -260,6 +268,7 @@ def _expand_choices(pattern: str, rng) -> str:
 def display_form(words: str) -> str:
   """'what's the weather in Oslo' -> "What's the weather in Oslo?" (what the TTS reads)."""
   words = ' '.join(words.split())
+  words = re.sub(r'\b(the|a) (?=the\b)', '', words, flags=re.I)   # 'of the {team}' + 'the Mets'
   words = re.sub(r"\bi(?=\b|')", 'I', words)
   first = words.split()[0].lower()
   end = '?' if first in QUESTION_WORDS else '.'

@@ -53,8 +53,8 @@ CONFIGS = (
         update_sizes=(180, 40, 40)),
     CorpusConfig(
         name='full', description='20+ hours, all engines, base plus five update domains.',
-        domains=('base',) + UPDATE_DOMAINS, base_sizes=(11000, 700, 700),
-        update_sizes=(1700, 350, 350)),
+        domains=('base',) + UPDATE_DOMAINS, base_sizes=(12000, 800, 800),
+        update_sizes=(1800, 400, 400)),
 )
 
 

@@ -1,4 +1,4 @@
-"""Tests for diffs.pruning: exact top-k masks, the density schedule, re-pruning, a pruning run."""
+"""Tests for asr.sparsity: exact top-k masks, the density schedule, re-pruning, a pruning run."""
 import math
 
 import jax
@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from diffs import delta as D
-from diffs import pruning
+from asr import sparsity
 
 
 def tree(seed=0, ties=False):
@@ -35,7 +35,7 @@ def brute_force_mask(values, count):
 def test_global_magnitude_mask_matches_brute_force(density, ties):
   values = tree(1, ties)
   total = sum(np.size(v) for v in jax.tree_util.tree_leaves(values))
-  masks = pruning.magnitude_mask(values, density)
+  masks = sparsity.magnitude_mask(values, density)
   expected = brute_force_mask(values, math.floor(density * total + 0.5))
   for got, want in zip(jax.tree_util.tree_leaves(masks), jax.tree_util.tree_leaves(expected)):
     assert got.dtype == bool
@@ -44,34 +44,34 @@ def test_global_magnitude_mask_matches_brute_force(density, ties):
 
 def test_per_leaf_mask_counts_and_choice():
   values = tree(2, ties=True)
-  masks = pruning.magnitude_mask(values, 0.4, per_leaf=True)
+  masks = sparsity.magnitude_mask(values, 0.4, per_leaf=True)
   leaves = jax.tree_util.tree_leaves(values)
-  counts = pruning.apportion([v.size for v in leaves], math.floor(0.4 * 58 + 0.5))
+  counts = sparsity.apportion([v.size for v in leaves], math.floor(0.4 * 58 + 0.5))
   for v, m, c in zip(leaves, jax.tree_util.tree_leaves(masks), counts):
     np.testing.assert_array_equal(m, brute_force_mask([v], c)[0])
   assert sum(int(m.sum()) for m in jax.tree_util.tree_leaves(masks)) == 23
 
 
 def test_apportion():
-  assert pruning.apportion([10, 20, 30], 6) == [1, 2, 3]
-  assert pruning.apportion([1, 1, 1], 2) == [1, 1, 0]          # ties go to the earlier leaf
-  assert pruning.apportion([5, 0, 5], 10) == [5, 0, 5]
+  assert sparsity.apportion([10, 20, 30], 6) == [1, 2, 3]
+  assert sparsity.apportion([1, 1, 1], 2) == [1, 1, 0]          # ties go to the earlier leaf
+  assert sparsity.apportion([5, 0, 5], 10) == [5, 0, 5]
   rng = np.random.default_rng(0)
   for _ in range(50):
     sizes = rng.integers(0, 100, size=6).tolist()
     total = int(rng.integers(0, sum(sizes) + 1))
-    shares = pruning.apportion(sizes, total)
+    shares = sparsity.apportion(sizes, total)
     assert sum(shares) == total
     assert all(0 <= s <= n and abs(s - total * n / max(sum(sizes), 1)) < 1
                for s, n in zip(shares, sizes))
   with pytest.raises(ValueError):
-    pruning.apportion([3], 4)
+    sparsity.apportion([3], 4)
 
 
 @pytest.mark.parametrize('kind', ['cubic', 'linear', 'exponential'])
 def test_density_schedule(kind):
   final, epochs, prune = 0.07, 10, 6
-  densities = [pruning.density_schedule(e, epochs, final, prune, kind) for e in range(epochs)]
+  densities = [sparsity.density_schedule(e, epochs, final, prune, kind) for e in range(epochs)]
   assert densities[0] == 1.0
   assert all(a >= b for a, b in zip(densities, densities[1:]))
   assert all(d > final for d in densities[:prune])
@@ -82,21 +82,21 @@ def test_density_schedule(kind):
 
 def test_density_schedule_rejects_bad_arguments():
   with pytest.raises(ValueError, match='prune_epochs'):
-    pruning.density_schedule(0, 5, 0.1, 5)         # last epoch would not be at the budget
+    sparsity.density_schedule(0, 5, 0.1, 5)         # last epoch would not be at the budget
   with pytest.raises(ValueError, match='final_density'):
-    pruning.density_schedule(0, 5, 0.0, 2)
+    sparsity.density_schedule(0, 5, 0.0, 2)
   with pytest.raises(ValueError, match='kind'):
-    pruning.density_schedule(0, 5, 0.1, 2, 'step')
-  assert pruning.density_schedule(0, 5, 0.1, 0) == 0.1
+    sparsity.density_schedule(0, 5, 0.1, 2, 'step')
+  assert sparsity.density_schedule(0, 5, 0.1, 0) == 0.1
 
 
 def test_reprune_shrinks_the_mask_and_zeroes_pruned_entries():
   trainable = jax.tree.map(jnp.asarray, tree(3))
   masks = jax.tree.map(lambda v: np.ones(v.shape, bool), trainable)
-  trainable, masks = pruning.reprune(trainable, masks, 0.5)
+  trainable, masks = sparsity.reprune(trainable, masks, 0.5)
   # give pruned entries large stale values (as momentum would): they must not come back
   stale = jax.tree.map(lambda t, m: jnp.where(m, t * 0, 100.0), trainable, masks)
-  new_t, new_m = pruning.reprune(stale, masks, 0.25)
+  new_t, new_m = sparsity.reprune(stale, masks, 0.25)
   for old, new, t in zip(*(jax.tree_util.tree_leaves(x) for x in (masks, new_m, new_t))):
     assert not np.any(new & ~old)                  # subset, even though live values are 0
     np.testing.assert_array_equal(np.asarray(t)[~new], 0)
@@ -106,7 +106,7 @@ def test_reprune_shrinks_the_mask_and_zeroes_pruned_entries():
 def test_mask_updates():
   updates = {'w': jnp.arange(6.0).reshape(2, 3)}
   masks = {'w': np.array([[True, False, True], [False, False, True]])}
-  out = pruning.mask_updates(updates, masks)
+  out = sparsity.mask_updates(updates, masks)
   np.testing.assert_array_equal(out['w'], [[0, 0, 2], [0, 0, 5]])
 
 
@@ -130,14 +130,14 @@ def test_gradual_pruning_run_reaches_budget_and_fits_the_target():
       return sum(jnp.sum((params[k] - base[k] - target[k]) ** 2) for k in base)
     value, grads = jax.value_and_grad(loss)(trainable)
     updates, state = optimizer.update(grads, state)
-    updates = pruning.mask_updates(updates, masks)
+    updates = sparsity.mask_updates(updates, masks)
     return optax.apply_updates(trainable, updates), state, value
 
   epochs, prune_epochs = 6, 4
   for epoch in range(epochs):
-    density = pruning.density_schedule(epoch, epochs, final, prune_epochs)
+    density = sparsity.density_schedule(epoch, epochs, final, prune_epochs)
     if epoch:
-      trainable, masks = pruning.reprune(trainable, masks, density)
+      trainable, masks = sparsity.reprune(trainable, masks, density)
     for _ in range(60):
       before = trainable
       trainable, state, value = step(trainable, state, masks)

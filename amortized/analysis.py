@@ -1,0 +1,68 @@
+"""From evaluated utterances to the AmNet table's columns: FLOPs per frame, branch shares,
+routing confidence and user-perceived latency on the simulated device; and streaming wall time.
+
+Input rows come from `asr.evaluate.Evaluator(..., return_rows=True)`: each has the encoder's aux
+outputs for its valid frames, `route` [n, K] (one-hot, argmax routing) and `probs` [n, K].
+The latency is re-simulated here in float64 with `latency.simulate_np` from the hard routes and
+the analytic branch costs, so the figure does not depend on the model's float32 scan.
+"""
+import time
+
+import jax
+import numpy as np
+
+from amortized import latency
+
+
+def routing_summary(rows, branch_costs, branch_names, rate: float, hop: float) -> dict:
+  costs = np.asarray(branch_costs, np.float64)
+  total_frames, total_flops, upls = 0, 0.0, []
+  counts = np.zeros(len(costs))
+  confident = 0
+  for row in rows:
+    choice = np.asarray(row['route']).argmax(-1)
+    frame_costs = costs[choice]
+    total_frames += choice.size
+    total_flops += frame_costs.sum()
+    counts += np.bincount(choice, minlength=len(costs))
+    confident += int((np.asarray(row['probs']).max(-1) >= 0.99).sum())
+    if choice.size:
+      upls.append(float(latency.simulate_np(frame_costs[None], rate=rate, hop=hop)['upl'][0]))
+  upls = np.asarray(upls) * 1000.0
+  frames = max(total_frames, 1)
+  summary = {
+      'flops_per_frame': total_flops / frames,
+      'upl_median_ms': float(np.median(upls)) if upls.size else float('nan'),
+      'upl_p90_ms': float(np.percentile(upls, 90)) if upls.size else float('nan'),
+      'confident_share': confident / frames,
+      'frames': total_frames,
+  }
+  for name, count in zip(branch_names, counts):
+    summary[f'share_{name}'] = count / frames
+  return summary
+
+
+def streaming_seconds(model, variables, stats, utterances, featurize) -> float:
+  """Wall seconds to stream `utterances` (feature arrays [T, D]) frame by frame through the
+  encoder's `stream` (only the chosen branch runs), after one compile per length."""
+  del stats
+  enc_vars = {k: v['encoder'] for k, v in variables.items() if 'encoder' in v}
+  stream = jax.jit(lambda x, p: model.encoder.apply(enc_vars, x, p, method='stream'))
+  inputs = [featurize(u) for u in utterances]
+  for x, p in inputs:                       # compile every shape first: time steps, not XLA
+    jax.block_until_ready(stream(x, p))
+  start = time.perf_counter()
+  for x, p in inputs:
+    jax.block_until_ready(stream(x, p))
+  return time.perf_counter() - start
+
+
+def count_params(params, masks=None) -> tuple[int, int]:
+  """(stored parameters, effective parameters: nonzero under the pruning masks)."""
+  leaves = jax.tree_util.tree_leaves(params)
+  total = int(sum(np.size(l) for l in leaves))
+  if not masks:
+    return total, total
+  pruned = int(sum(np.size(m) - int(np.asarray(m).sum()) for m in jax.tree_util.tree_leaves(masks)))
+  return total, total - pruned
+

@@ -1,0 +1,181 @@
+"""Consecutive model updates shipped as neural diffs, one chain per method and budget.
+
+The device starts with the base model (trained on the `base` domain). Update k trains a diff on
+`update_k` data plus a replay sample of earlier domains, starting from what the device holds
+(base + every earlier diff, exactly as `package.apply` rebuilt it), exports the update package,
+applies it the way a device would (numpy, `diffs.package.apply`), and evaluates the result on the
+new domain's test split and on the base domain's (forgetting). Each method runs its own chain:
+
+  sparse    masked delta, pruned every epoch from dense toward the budget, then fixed;
+  hashed    K shared buckets with sign hashing, only buckets + seed ship;
+  lowrank   A @ B per weight matrix (LoRA-style), rank set by the budget;
+  topk      fine-tune everything, then keep the budget's largest entries of the change
+            (the "compress after training" baseline);
+  full      fine-tune everything and ship the whole model (the accuracy reference).
+
+Training goes through `asr.train.train` with a `Parametrization` whose trainable pytree is the
+delta and whose fixed pytree holds the frozen base and the diff's masks or seeds.
+"""
+import dataclasses
+import json
+import math
+import os
+import shutil
+
+import jax
+import numpy as np
+
+from asr import sparsity
+from asr import train as train_lib
+from diffs import delta as delta_lib
+from diffs import package
+
+METHODS = ('sparse', 'hashed', 'lowrank', 'topk', 'full')
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """A byte budget (fraction of the full model's package bytes) and the stored values it buys."""
+  fraction: float
+  nbytes: int
+  entries: int
+
+
+def budget_for(method: str, base, fraction: float, value_dtype: str, min_ndim: int) -> Budget:
+  full_bytes = package.full_model_bytes(base, value_dtype)
+  nbytes = int(fraction * full_bytes)
+  if method in ('sparse', 'topk'):
+    eligible = sum(np.size(l) for p, l in delta_lib._leaves(base)  # pylint: disable=protected-access
+                   if delta_lib.is_eligible(p, l, min_ndim))
+    first = delta_lib.entries_for_bytes(nbytes, 'sparse', value_dtype)
+    entries = delta_lib.entries_for_bytes(nbytes, 'sparse', value_dtype,
+                                          density=max(first, 1) / eligible)
+  else:
+    entries = delta_lib.entries_for_bytes(nbytes, 'hashed', value_dtype)
+  return Budget(fraction, nbytes, max(1, entries))
+
+
+def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, seed: int,
+                    num_epochs: int, prune_epochs: int) -> train_lib.Parametrization:
+  """Trainable = the delta; fixed = {'base': frozen params, 'diff': masks/seeds, + collections}."""
+  train_method = 'full' if method in ('topk', 'full') else method
+  config = {'min_ndim': min_ndim}
+  if train_method in ('hashed', 'lowrank'):
+    config['seed'] = seed
+  trainable0, diff_fixed0 = delta_lib.init(
+      train_method, base, budget.entries if train_method != 'full' else None, **config)
+
+  def init(variables):
+    others = {k: v for k, v in variables.items() if k != 'params'}
+    return trainable0, {'base': base, 'diff': diff_fixed0, **others}
+
+  def apply(trainable, fixed):
+    others = {k: v for k, v in fixed.items() if k not in ('base', 'diff')}
+    return {'params': delta_lib.materialize(train_method, trainable, fixed['diff'],
+                                            fixed['base']), **others}
+
+  on_epoch = None
+  if train_method == 'sparse':
+    final = delta_lib.sparse_density(trainable0, budget.entries)
+    prune_epochs = min(prune_epochs, num_epochs - 1)
+
+    def on_epoch(epoch, trainable, fixed):
+      density = sparsity.density_schedule(epoch, num_epochs, final, prune_epochs)
+      trainable, masks = sparsity.reprune(trainable, fixed['diff'], density)
+      return trainable, dict(fixed, diff=masks)
+  return train_lib.Parametrization(init=init, apply=apply, on_epoch=on_epoch)
+
+
+def export_update(path: str, method: str, trainable, fixed, base, budget: Budget | None,
+                  value_dtype: str, min_ndim: int, meta: dict) -> dict:
+  """Writes the update package of a trained diff; returns export's info (params = applied)."""
+  if method == 'topk':
+    values, mask = delta_lib.compress_top_k(trainable, budget.entries, min_ndim=min_ndim)
+    payload = delta_lib.to_payload('sparse', values, mask, base)
+    package_method = 'sparse'
+  else:
+    train_method = 'full' if method == 'full' else method
+    payload = delta_lib.to_payload(train_method, trainable, fixed['diff'], base)
+    package_method = train_method
+  return package.export(path, package_method, payload, base, value_dtype=value_dtype,
+                        meta=meta)
+
+
+class Concat:
+  """Random access over several sources, e.g. an update's data plus the replay sample."""
+
+  def __init__(self, *sources):
+    self.sources = sources
+    self.offsets = np.cumsum([0] + [len(s) for s in sources])
+
+  def __len__(self):
+    return int(self.offsets[-1])
+
+  def __getitem__(self, i):
+    s = int(np.searchsorted(self.offsets, i, side='right') - 1)
+    return self.sources[s][i - int(self.offsets[s])]
+
+
+class Subset:
+  def __init__(self, source, indices):
+    self.source, self.indices = source, [int(i) for i in indices]
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getitem__(self, i):
+    return self.source[self.indices[i]]
+
+
+def replay_sample(sources, count: int, seed: int):
+  """`count` examples drawn evenly (without replacement) from the earlier domains' sources."""
+  rng = np.random.default_rng(seed)
+  per = [count // len(sources) + (1 if i < count % len(sources) else 0)
+         for i in range(len(sources))]
+  picks = [Subset(s, rng.choice(len(s), size=min(n, len(s)), replace=False))
+           for s, n in zip(sources, per)]
+  return Concat(*picks)
+
+
+def run_update(cfg, workdir: str, model, method: str, device_params, budget: Budget | None,
+               train_data, stats_path: str, update: int, log=print) -> dict:
+  """Trains, exports and applies one update; returns info with 'params' = the device's new
+  params and 'bytes'. Resumes: a finished update is read back from its files."""
+  d = cfg.diffs
+  done = os.path.join(workdir, 'update.json')
+  device_path = os.path.join(workdir, 'device.npz')
+  if os.path.exists(done) and os.path.exists(device_path):
+    with open(done) as f:
+      info = json.load(f)
+    info['params'] = package.load_params(device_path)
+    return info
+  os.makedirs(workdir, exist_ok=True)
+  shutil.copy(stats_path, os.path.join(workdir, 'feature_stats.json'))   # the base's features
+  per_epoch = train_data.batches_per_epoch(cfg.train.batch_size)
+  num_epochs = max(1, math.ceil(cfg.train.steps / per_epoch))
+  param = parametrization(method, device_params, budget, min_ndim=d.min_ndim,
+                          seed=cfg.seed + update, num_epochs=num_epochs,
+                          prune_epochs=d.prune_epochs)
+  init_vars = {'params': device_params}
+  train_lib.train(cfg, os.path.join(workdir, 'train'), model, train_data, parametrization=param,
+                  init_vars=init_vars, log=log)
+  trainable, fixed = train_lib.restore_state(cfg, os.path.join(workdir, 'train'), param,
+                                             init_vars)
+  meta = {'update': update, 'method': method,
+          'budget_fraction': budget.fraction if budget else 1.0}
+  info = export_update(os.path.join(workdir, f'update_{update}.diff'), method, trainable, fixed,
+                       device_params, budget, d.value_dtype, d.min_ndim, meta)
+  # The device's side: apply the package file to what it holds, in numpy.
+  applied = package.apply(info['path'], device_params)
+  package.save_params(device_path, applied)
+  record = {'bytes': info['bytes'], 'stored_values': info['stored_values'],
+            'base_fingerprint': info['base_fingerprint'],
+            'result_fingerprint': info['result_fingerprint'], 'package': info['path']}
+  with open(done + '.tmp', 'w') as f:
+    json.dump(record, f, indent=1)
+  os.replace(done + '.tmp', done)
+  return dict(record, params=applied)
+
+
+def to_numpy(tree):
+  return jax.tree_util.tree_map(np.asarray, tree)

@@ -1,0 +1,128 @@
+"""The AmNet table and plots from a sweep's trained rows (`launch.py --mode=report`).
+
+Per row, on the held-out-voice test split: WER, average FLOPs per frame (analytic branch costs
+under the model's own argmax routing), share of frames per branch, routing confidence, UPL
+median and p90 on the simulated device, parameters, and the measured wall time of streaming
+inference (only the chosen branch runs) relative to the full model, all in one process.
+"""
+import os
+import time
+
+import jax
+import numpy as np
+
+from amortized import analysis
+from asr import features
+from asr import frontend
+from asr import train as train_lib
+from experiments import data as data_lib
+from experiments import models
+from experiments import report
+from experiments import sweep as sweep_lib
+
+STREAM_UTTERANCES = 16
+
+
+def _featurizer(cfg, stats):
+  fn = jax.jit(lambda a, p: features.featurize(a, p, cfg.frontend, stats))
+
+  def featurize(audio):
+    a = audio[None]
+    return fn(a, np.zeros(a.shape, np.float32))
+  return featurize
+
+
+def evaluate_row(point, cfg, log=print) -> tuple[dict, dict]:
+  model = models.build_model(cfg)
+  test = data_lib.load_split(cfg, cfg.data.eval_split, log=lambda *_: None)
+  variables, stats = train_lib.load_trained(cfg, point['workdir'], model, test)
+  from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  result, rows = evaluate_lib.Evaluator(model, cfg)(variables, test, stats, limit=0,
+                                                    return_rows=True)
+  enc = model.encoder
+  names = [b.name for b in enc.branches]
+  summary = analysis.routing_summary(rows, enc.branch_costs(), names, enc.routing.rate,
+                                     enc.routing.hop)
+  params, effective = analysis.count_params(variables['params']['encoder'],
+                                            variables.get('masks', {}).get('encoder'))
+  order = np.argsort([-a.size for a in test.audio])        # the longest utterances
+  utterances = [test.audio[i] for i in sorted(order[:STREAM_UTTERANCES])]
+  seconds = analysis.streaming_seconds(model, variables, stats, utterances,
+                                       _featurizer(cfg, stats))
+  audio_seconds = sum(u.size for u in utterances) / 16000
+  row = {'name': point['name'], 'branches': cfg.model.encoder.branches,
+         'latency_loss': (cfg.model.encoder.loss_variant if len(names) > 1 else '-'),
+         'wer': 100 * result['wer'], 'cer': 100 * result['cer'],
+         'mflops_per_frame': summary['flops_per_frame'] / 1e6,
+         'upl_median_ms': summary['upl_median_ms'], 'upl_p90_ms': summary['upl_p90_ms'],
+         'confident_share': 100 * summary['confident_share'],
+         'encoder_params': params, 'encoder_nonzero': effective,
+         'stream_rtf': seconds / audio_seconds,
+         'shares': ', '.join(f'{n} {100 * summary[f"share_{n}"]:.0f}%' for n in names)}
+  log(f'{point["name"]}: WER {row["wer"]:.2f}% {row["mflops_per_frame"]:.3f} MFLOP/frame '
+      f'UPL p50 {row["upl_median_ms"]:.1f} ms p90 {row["upl_p90_ms"]:.1f} ms')
+  detail = {'rows': rows, 'model': model, 'variables': variables, 'stats': stats, 'cfg': cfg,
+            'test': test}
+  return row, detail
+
+
+def write(sweep: dict, root: str, log=print) -> str:
+  start = time.time()
+  rows, details = [], {}
+  for point in sweep['points']:
+    cfg = sweep_lib.load_config(point['config'], point['overrides'])
+    if not os.path.exists(os.path.join(point['workdir'], 'train_summary.json')):
+      log(f'{point["name"]}: not trained yet ({point["workdir"]}), left out of the table')
+      continue
+    row, details[point['name']] = evaluate_row(point, cfg, log)
+    rows.append(row)
+  if not rows:
+    raise FileNotFoundError(f'{root}: no trained rows; run the sweep first')
+  full = next((r for r in rows if r['name'] == 'full'), rows[0])
+  for r in rows:
+    r['flops_vs_full'] = 100 * r['mflops_per_frame'] / full['mflops_per_frame']
+    r['stream_time_vs_full'] = r['stream_rtf'] / full['stream_rtf']
+  cfg0 = details[rows[0]['name']]['cfg']
+  enc0 = details[rows[0]['name']]['model'].encoder
+  notes = (f'Simulated device: {enc0.routing.rate / 1e6:.1f} MFLOP/s single thread, one encoder '
+           f'frame every {enc0.routing.hop * 1000:.0f} ms (the full model at '
+           f'{cfg0.model.encoder.full_model_rtf:g}x real time). WER on `{cfg0.data.eval_split}` '
+           f'(held-out voices) of corpus `{cfg0.data.corpus}`. Streaming time: the '
+           f'{STREAM_UTTERANCES} longest test utterances streamed frame by frame in this '
+           f'process; ratios are measured side by side in the same run.')
+  columns = [('name', 'row'), ('branches', 'branches'), ('latency_loss', 'latency term'),
+             ('wer', 'WER %'), ('cer', 'CER %'), ('mflops_per_frame', 'MFLOP/frame'),
+             ('flops_vs_full', '% of full FLOPs'), ('shares', 'frames per branch'),
+             ('confident_share', '% frames p>=0.99'), ('upl_median_ms', 'UPL p50 ms'),
+             ('upl_p90_ms', 'UPL p90 ms'), ('encoder_params', 'enc params'),
+             ('encoder_nonzero', 'enc nonzero'), ('stream_rtf', 'stream RTF'),
+             ('stream_time_vs_full', 'stream time / full')]
+  text = report.write_table(rows, columns, os.path.join(root, 'amnet_table'), 'AmNet table',
+                            notes, wall_seconds=time.time() - start)
+  report.scatter([(r['name'], r['mflops_per_frame'], r['wer']) for r in rows],
+                 'MFLOPs per encoder frame', 'WER % (held-out voices)',
+                 os.path.join(root, 'amnet_wer_vs_flops.png'), 'WER against compute')
+  _routing_plot(rows, details, root)
+  log(text)
+  return text
+
+
+def _routing_plot(rows, details, root):
+  """The still of the first AmNet with the latency term, on its longest test utterance."""
+  amnets = [r['name'] for r in rows if r['latency_loss'] not in ('-', 'none')]
+  amnets += [r['name'] for r in rows if r['latency_loss'] == 'none']
+  if not amnets:
+    return
+  d = details[amnets[0]]
+  longest = int(np.argmax([len(r['route']) for r in d['rows']]))
+  row = d['rows'][longest]
+  index = d['test'].ids.index(row['id'])
+  audio = d['test'].audio[index][None]
+  cfg = d['cfg']
+  mel, _ = frontend.log_mel(audio, np.zeros(audio.shape, np.float32),
+                            num_mels=cfg.frontend.num_mels)
+  enc = d['model'].encoder
+  report.routing_still(np.asarray(mel[0]), np.asarray(row['route']).argmax(-1),
+                       [b.name for b in enc.branches], 1000 * np.asarray(row['backlog']),
+                       enc.routing.hop, os.path.join(root, 'amnet_routing.png'),
+                       f'{amnets[0]}: "{row["ref"]}"')

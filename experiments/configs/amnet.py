@@ -1,0 +1,63 @@
+"""The AmNet table (the article's first half), one row per config argument.
+
+Rows: full (dense single encoder), pruned / factorized (single encoder compressed to about the
+AmNet's average FLOPs), amnet_sparse / amnet_mf (slow dense + fast pruned / factorized branch,
+amortized latency loss), and *_nolat (the same AmNets without the latency term). AmNets start
+from the trained full model (SVD / copy initialisation), so run `full` first; the sweep
+`experiments/sweeps/amnet_small.py` runs every row in order and writes the table:
+
+  python launch.py --sweep=experiments/sweeps/amnet_small.py --workdir=workdirs/amnet_small
+  python launch.py --mode=report --sweep=experiments/sweeps/amnet_small.py \
+      --workdir=workdirs/amnet_small
+
+One row by hand:
+  python launch.py --config=experiments/configs/amnet.py:amnet_sparse \
+      --workdir=workdirs/amnet_small/amnet_sparse \
+      --config.model.encoder.init_from=workdirs/amnet_small/full
+
+Expected (see RESULTS.md for measured figures and the machine): the AmNets' average FLOPs per
+frame near half the full model's, at a WER close to the full model's; UPL of the full and
+static models in seconds on multi-second utterances, far lower for AmNets without the latency
+term and lowest with it. The simulated device runs the full model at 1.5x real time.
+"""
+from experiments.configs import common
+
+ROWS = {
+    'full': dict(branches='main:dense'),
+    'pruned': dict(branches='main:sparse:0.5'),
+    'factorized': dict(branches='main:factorized:0.5'),
+    'amnet_sparse': dict(branches='slow:dense,fast:sparse:0.1', loss_variant='backlog',
+                         lambda_amr=2.0),
+    'amnet_sparse_nolat': dict(branches='slow:dense,fast:sparse:0.1', loss_variant='none'),
+    'amnet_mf': dict(branches='slow:dense,fast:factorized:0.1', loss_variant='backlog',
+                     lambda_amr=2.0),
+    'amnet_mf_nolat': dict(branches='slow:dense,fast:factorized:0.1', loss_variant='none'),
+}
+
+
+def get_config(row: str = 'full'):
+  if row not in ROWS:
+    raise ValueError(f'amnet.py: unknown row {row!r}; one of {sorted(ROWS)}')
+  c = common.base_config()
+  c.data.corpus = 'small'
+  c.model.encoder.name = 'amnet'
+  c.model.encoder.layers = 3
+  c.model.encoder.units = 192
+  c.model.pred_embed_dim = 32
+  c.model.pred_units = 128
+  c.model.joint_dim = 128
+  c.train.batch_size = 16
+  c.train.steps = 3000
+  c.train.eval_every = 1000
+  c.train.checkpoint_every = 250
+  c.model.encoder.lambda_cost = 0.05
+  c.model.encoder.backlog_threshold = 0.06     # two encoder frames of pending audio
+  c.model.encoder.anneal_steps = 1500
+  c.model.encoder.prune_epochs = 3
+  if row != 'full' and row in ('pruned', 'factorized') or row.startswith('amnet'):
+    c.train.steps = 2000                       # fine-tuning from the full model
+    c.train.warmup_steps = 100
+  for key, value in ROWS[row].items():
+    c.model.encoder[key] = value
+  c.eval.max_utterances = 0                    # the whole held-out-voice test split
+  return c

@@ -1,0 +1,48 @@
+"""The neural-diff table (the article's second half): five consecutive updates per method.
+
+A base RNN-T is trained on the `base` domain; then every method runs its own chain of updates
+on `update_1` ... `update_5` (each with a replay sample of earlier domains), shipping each update
+as a package that the device applies. Budgets are fractions of the full model's package bytes.
+
+  python launch.py --config=experiments/configs/diffs.py --workdir=workdirs/diffs_small \
+      --mode=diffs
+
+Expected (RESULTS.md has the measured figures and machine): sparse diffs near full fine-tuning
+at 10% and within a few percent at 2%, ahead of "fine-tune then compress" (topk) at every
+budget; hashed and low-rank reported beside them; base-domain WER shows the forgetting.
+"""
+import ml_collections
+
+from experiments.configs import common
+
+
+def get_config(size: str = 'small'):
+  c = common.base_config()
+  c.data.corpus = size
+  c.model.encoder.layers = 2
+  c.model.encoder.units = 160
+  c.model.pred_units = 96
+  c.model.joint_dim = 96
+  c.train.steps = 2500                 # the base model
+  c.train.batch_size = 16
+  c.train.eval_every = 2500
+  c.train.checkpoint_every = 250
+  c.eval.max_utterances = 0
+  c.diffs = ml_collections.ConfigDict()
+  c.diffs.methods = 'sparse,hashed,lowrank,topk,full'
+  c.diffs.budgets = '0.01,0.02,0.05,0.1'   # fractions of the full model's package bytes
+  c.diffs.updates = 5
+  c.diffs.steps_per_update = 400
+  c.diffs.lr = 1e-3
+  c.diffs.warmup_steps = 20
+  c.diffs.prune_epochs = 2
+  c.diffs.replay_fraction = 0.5        # replay examples per new example, from earlier domains
+  c.diffs.value_dtype = 'fp16'         # fp16 | int8
+  c.diffs.min_ndim = 1                 # 1: biases get deltas too; 2: matrices only
+  c.diffs.base_workdir = ''            # reuse a trained base model instead of training one
+  if size == 'tiny':
+    c.train.steps = 60
+    c.diffs.updates = 2
+    c.diffs.steps_per_update = 10
+    c.diffs.budgets = '0.1'
+  return c

@@ -1,0 +1,147 @@
+"""`launch.py --mode=diffs`: the base model, every method's chain of updates, and the table.
+
+Layout under the workdir: `base/` (the base model), `chains/<method>@<budget>/update_<k>/`
+(the diff's training run, the package `update_<k>.diff`, the device's params after applying it,
+and `eval.json`), and `diffs_table.{md,csv}` with the plots. Everything resumes: a finished base,
+update or evaluation is read back, not redone.
+"""
+import json
+import os
+import time
+
+import ml_collections
+import numpy as np
+
+from asr import evaluate as evaluate_lib
+from asr import train as train_lib
+from asr.data import batching
+from diffs import chain
+from diffs import package
+from experiments import data as data_lib
+from experiments import models
+from experiments import report
+
+
+def update_config(cfg) -> ml_collections.ConfigDict:
+  """The training config of one update: the diff's steps, learning rate and warm-up."""
+  u = ml_collections.ConfigDict(cfg.to_dict())
+  u.train.steps = cfg.diffs.steps_per_update
+  u.train.lr = cfg.diffs.lr
+  u.train.warmup_steps = cfg.diffs.warmup_steps
+  u.train.checkpoint_every = max(1, cfg.diffs.steps_per_update // 2)
+  return u
+
+
+def train_base(cfg, root: str, model, log=print) -> str:
+  if cfg.diffs.base_workdir:
+    return cfg.diffs.base_workdir
+  workdir = os.path.join(root, 'base')
+  summary = os.path.join(workdir, 'train_summary.json')
+  if os.path.exists(summary) and json.load(open(summary))['steps'] == cfg.train.steps:
+    return workdir
+  train_data = data_lib.load_split(cfg, 'base_train', log)
+  train_lib.train(cfg, workdir, model, train_data, log=log)
+  return workdir
+
+
+def _evaluate(evaluator, params, dataset, stats, cache: str, key: str) -> float:
+  results = json.load(open(cache)) if os.path.exists(cache) else {}
+  if key not in results:
+    results[key] = evaluator({'params': params}, dataset, stats, limit=0)['wer']
+    with open(cache + '.tmp', 'w') as f:
+      json.dump(results, f)
+    os.replace(cache + '.tmp', cache)
+  return results[key]
+
+
+def run(cfg, root: str, log=print) -> list[dict]:
+  start = time.time()
+  d = cfg.diffs
+  model = models.build_model(cfg)
+  base_dir = train_base(cfg, root, model, log)
+  base_params = chain.to_numpy(train_lib.load_params(base_dir))
+  stats_path = os.path.join(base_dir, 'feature_stats.json')
+  stats = train_lib.feature_stats(None, cfg.frontend, base_dir)
+  evaluator = evaluate_lib.Evaluator(model, cfg)
+  quiet = lambda *_: None
+  buckets = data_lib.buckets(cfg)
+  tests = {name: data_lib.load_split(cfg, f'{name}_test', quiet)
+           for name in ['base'] + [f'update_{k}' for k in range(1, d.updates + 1)]}
+  sources = {name: data_lib.source(cfg, f'{name}_train', quiet) for name in tests}
+  ucfg = update_config(cfg)
+  full_bytes = package.full_model_bytes(base_params, d.value_dtype)
+  rows = [{'method': 'base model', 'budget': '-', 'update': 0, 'bytes': full_bytes,
+           'pct_full': 100.0,
+           'wer_new': 100 * _evaluate(evaluator, base_params, tests['update_1'], stats,
+                                      os.path.join(base_dir, 'eval.json'), 'update_1'),
+           'wer_base': 100 * _evaluate(evaluator, base_params, tests['base'], stats,
+                                       os.path.join(base_dir, 'eval.json'), 'base')}]
+  log(f'base model: WER base {rows[0]["wer_base"]:.2f}%, update_1 (before) '
+      f'{rows[0]["wer_new"]:.2f}%; full model package {full_bytes} bytes')
+  for method in d.methods.split(','):
+    if method not in chain.METHODS:
+      raise ValueError(f'config.diffs.methods: {method!r} is not one of {chain.METHODS}')
+    fractions = [None] if method == 'full' else [float(b) for b in d.budgets.split(',')]
+    for fraction in fractions:
+      budget = (None if fraction is None else
+                chain.budget_for(method, base_params, fraction, d.value_dtype, d.min_ndim))
+      name = f'{method}@{fraction:g}' if fraction else method
+      device = base_params
+      for k in range(1, d.updates + 1):
+        workdir = os.path.join(root, 'chains', name, f'update_{k}')
+        new = f'update_{k}'
+        earlier = [sources['base']] + [sources[f'update_{j}'] for j in range(1, k)]
+        replay = chain.replay_sample(earlier, int(d.replay_fraction * len(sources[new])),
+                                     cfg.seed + k)
+        train_data = batching.Dataset(chain.Concat(sources[new], replay), buckets, name=new)
+        log(f'[{name}] update {k}/{d.updates}: {len(train_data)} utterances '
+            f'({len(replay)} replayed)')
+        info = chain.run_update(ucfg, workdir, model, method, device, budget, train_data,
+                                stats_path, k, log=quiet)
+        device = info['params']
+        cache = os.path.join(workdir, 'eval.json')
+        row = {'method': method, 'budget': f'{100 * fraction:g}%' if fraction else 'all',
+               'update': k, 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
+               'wer_new': 100 * _evaluate(evaluator, device, tests[new], stats, cache, new),
+               'wer_base': 100 * _evaluate(evaluator, device, tests['base'], stats, cache,
+                                           'base')}
+        rows.append(row)
+        log(f'[{name}] update {k}: {row["bytes"]} bytes ({row["pct_full"]:.2f}% of full), '
+            f'WER {new} {row["wer_new"]:.2f}%, base {row["wer_base"]:.2f}%')
+  write(rows, cfg, root, time.time() - start)
+  return rows
+
+
+def write(rows, cfg, root: str, wall_seconds: float):
+  d = cfg.diffs
+  notes = (f'Package bytes are the update files\' sizes ({d.value_dtype} values, zlib); "% of "'
+           f'full" compares them with the whole model serialised the same way. WER on each '
+           f'update\'s new-domain test split (held-out voices) and on the base domain\'s '
+           f'(forgetting), after applying the package on the device side. Corpus '
+           f'`{cfg.data.corpus}`, {d.updates} updates of {d.steps_per_update} steps, '
+           f'replay {d.replay_fraction:g} per new example.')
+  columns = [('method', 'method'), ('budget', 'budget'), ('update', 'update'),
+             ('bytes', 'package bytes'), ('pct_full', '% of full'),
+             ('wer_new', 'WER new domain %'), ('wer_base', 'WER base domain %')]
+  text = report.write_table(rows, columns, os.path.join(root, 'diffs_table'),
+                            'Neural diffs: consecutive updates', notes, wall_seconds)
+  series = {}
+  for r in rows[1:]:
+    key = f'{r["method"]} {r["budget"]}'
+    xs, ys = series.setdefault(key, ([], []))
+    xs.append(r['update'])
+    ys.append(r['wer_new'])
+  report.lines(series, 'update', 'WER % on the new domain',
+               os.path.join(root, 'diffs_wer_by_update.png'), 'WER after each update')
+  last = max(r['update'] for r in rows)
+  by_method = {}
+  for r in rows[1:]:
+    if r['update'] == last:
+      xs, ys = by_method.setdefault(r['method'], ([], []))
+      xs.append(r['bytes'])
+      ys.append(r['wer_new'])
+  report.lines({m: (list(np.asarray(x)[np.argsort(x)]), list(np.asarray(y)[np.argsort(x)]))
+                for m, (x, y) in by_method.items()}, 'package bytes (log)',
+               f'WER % after update {last}', os.path.join(root, 'diffs_wer_vs_bytes.png'),
+               'WER against update size', logx=True)
+  print(text)

@@ -1,0 +1,132 @@
+"""The one report writer: every table (Markdown + CSV) and plot of the project goes through here,
+each stamped with the command that produced it, the commit and the machine."""
+import csv
+import datetime
+import os
+import platform
+import subprocess
+import sys
+
+import jax
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def machine() -> str:
+  dev = jax.devices()[0]
+  if dev.platform == 'cpu':
+    return (f'CPU {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} '
+            f'({len(jax.devices())} device)')
+  return f'{len(jax.devices())} x {dev.device_kind}, jax {jax.__version__}'
+
+
+def commit() -> str:
+  try:
+    out = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         check=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return out + ('+uncommitted' if dirty else '')
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+
+
+def command() -> str:
+  return 'python ' + ' '.join(sys.argv)
+
+
+def _fmt(value) -> str:
+  if isinstance(value, float):
+    if value != value:
+      return 'n/a'
+    return f'{value:.4g}' if abs(value) < 1e5 else f'{value:.3e}'
+  return str(value)
+
+
+def write_table(rows: list[dict], columns: list[tuple[str, str]], stem: str, title: str,
+                notes: str = '', wall_seconds: float | None = None) -> str:
+  """Writes `stem.md` and `stem.csv`; columns are (key, header). Returns the Markdown text."""
+  os.makedirs(os.path.dirname(stem) or '.', exist_ok=True)
+  with open(stem + '.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow([key for key, _ in columns])
+    for row in rows:
+      writer.writerow([row.get(key, '') for key, _ in columns])
+  lines = [f'### {title}', '',
+           f'Command: `{command()}`  ', f'Commit: {commit()}  ', f'Machine: {machine()}  ',
+           f'Date: {datetime.date.today().isoformat()}' +
+           (f'  \nWall time: {wall_seconds / 60:.1f} min' if wall_seconds else ''), '',
+           '| ' + ' | '.join(h for _, h in columns) + ' |',
+           '|' + '---|' * len(columns)]
+  for row in rows:
+    lines.append('| ' + ' | '.join(_fmt(row.get(key, '')) for key, _ in columns) + ' |')
+  if notes:
+    lines += ['', notes]
+  text = '\n'.join(lines) + '\n'
+  with open(stem + '.md', 'w') as f:
+    f.write(text)
+  return text
+
+
+def scatter(points: list[tuple[str, float, float]], xlabel: str, ylabel: str, path: str,
+            title: str = ''):
+  """Labelled scatter plot, e.g. WER against FLOPs per frame, one point per row."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for label, x, y in points:
+    ax.scatter([x], [y])
+    ax.annotate(label, (x, y), textcoords='offset points', xytext=(4, 4), fontsize=8)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def lines(series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, path: str,
+          title: str = '', logx: bool = False):
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for label, (xs, ys) in series.items():
+    ax.plot(xs, ys, marker='o', label=label)
+  if logx:
+    ax.set_xscale('log')
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def routing_still(log_mel, route, branch_names, backlog_ms, frame_seconds: float, path: str,
+                  title: str = ''):
+  """The article's animation as a still: the spectrogram with each encoder frame coloured by
+  the branch that processed it, and the backlog on the simulated device beneath."""
+  fig, (top, mid, bottom) = plt.subplots(3, 1, figsize=(8, 5), sharex=True,
+                                         gridspec_kw={'height_ratios': [3, 0.4, 1.5]})
+  seconds = log_mel.shape[0] * 0.01
+  top.imshow(log_mel.T, origin='lower', aspect='auto', extent=(0, seconds, 0, log_mel.shape[1]),
+             cmap='magma')
+  top.set_ylabel('mel bin')
+  top.set_title(title)
+  colors = plt.get_cmap('tab10')
+  for t, k in enumerate(route):
+    mid.axvspan(t * frame_seconds, (t + 1) * frame_seconds, color=colors(int(k)), lw=0)
+  mid.set_yticks([])
+  mid.set_ylabel('branch', rotation=0, ha='right')
+  handles = [plt.Rectangle((0, 0), 1, 1, color=colors(i)) for i in range(len(branch_names))]
+  mid.legend(handles, branch_names, loc='upper right', fontsize=7, ncol=len(branch_names))
+  t = [(i + 1) * frame_seconds for i in range(len(backlog_ms))]
+  bottom.plot(t, backlog_ms, color='black')
+  bottom.set_ylabel('backlog (ms)')
+  bottom.set_xlabel('time (s)')
+  bottom.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

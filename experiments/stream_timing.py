@@ -1,0 +1,96 @@
+"""Wall time of streaming inference on one CPU thread, several models side by side.
+
+Streaming runs the encoder frame by frame with only the routed branch computed (`stream` of the
+AmNet encoder). It is timed in a child process started with XLA's CPU thread pool off, so every
+model gets exactly one thread, and all models of one comparison are timed in that same process
+on the same utterances, after compiling every shape first.
+
+  python -m experiments.stream_timing SPEC.json     # prints one JSON line per model
+
+SPEC.json: {"models": [{"name", "config", "overrides", "workdir" (optional: trained weights;
+random init otherwise)}], "utterances": N, "seconds": S (synthetic length when no corpus)}.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+SINGLE_THREAD_FLAGS = ('--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1')
+
+
+def measure(spec: dict) -> list[dict]:
+  """Runs `spec` in a single-threaded child process; returns one dict per model."""
+  with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
+    json.dump(spec, f)
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS=(os.environ.get('XLA_FLAGS', '') + ' ' + SINGLE_THREAD_FLAGS).strip())
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, '-m', 'experiments.stream_timing', f.name], env=env,
+                       cwd=root, capture_output=True, text=True, check=False)
+  os.unlink(f.name)
+  if out.returncode:
+    raise RuntimeError(f'stream_timing failed:\n{out.stderr[-3000:]}')
+  return [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{')]
+
+
+def _run(spec: dict):
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from asr import features  # pylint: disable=g-import-not-at-top
+  from asr import train as train_lib  # pylint: disable=g-import-not-at-top
+  from asr.data import batching  # pylint: disable=g-import-not-at-top
+  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  from experiments import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+
+  n = int(spec.get('utterances', 8))
+  audio = None
+  prepared = []
+  for m in spec['models']:
+    cfg = sweep_lib.load_config(m['config'], m.get('overrides', {}))
+    model = models.build_model(cfg)
+    empty = batching.Dataset([], data_lib.buckets(cfg))
+    if m.get('workdir'):
+      variables, stats = train_lib.load_trained(cfg, m['workdir'], model, empty)
+      if audio is None:
+        test = data_lib.load_split(cfg, cfg.data.eval_split, log=lambda *_: None)
+        order = np.argsort([-a.size for a in test.audio])[:n]
+        audio = [test.audio[i] for i in sorted(order)]
+    else:
+      variables = train_lib.init_variables(model, cfg, empty, cfg.seed)
+      stats = {'mean': np.zeros(cfg.frontend.num_mels, np.float32),
+               'std': np.ones(cfg.frontend.num_mels, np.float32)}
+    prepared.append((m['name'], cfg, model, variables, stats))
+  if audio is None:
+    rng = np.random.default_rng(0)
+    samples = int(float(spec.get('seconds', 4.0)) * 16000)
+    audio = [(rng.standard_normal(samples) * 3000).astype(np.int16) for _ in range(n)]
+  audio_seconds = sum(a.size for a in audio) / 16000
+  results = []
+  for name, cfg, model, variables, stats in prepared:
+    feats = jax.jit(lambda a, cfg=cfg, stats=stats: features.featurize(
+        a, np.zeros(a.shape, np.float32), cfg.frontend, stats))
+    enc_vars = {k: v['encoder'] for k, v in variables.items() if 'encoder' in v}
+    stream = jax.jit(lambda x, p, model=model, enc_vars=enc_vars: model.encoder.apply(
+        enc_vars, x, p, method='stream'))
+    inputs = [feats(a[None]) for a in audio]
+    t0 = time.perf_counter()
+    for x, p in inputs:
+      jax.block_until_ready(stream(x, p))
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for x, p in inputs:
+      jax.block_until_ready(stream(x, p))
+    seconds = time.perf_counter() - t0
+    results.append({'name': name, 'stream_seconds': seconds, 'audio_seconds': audio_seconds,
+                    'rtf': seconds / audio_seconds, 'first_pass_seconds': compile_s})
+  return results
+
+
+if __name__ == '__main__':
+  with open(sys.argv[1]) as fh:
+    for result in _run(json.load(fh)):
+      print(json.dumps(result))

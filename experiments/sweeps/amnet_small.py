@@ -1,0 +1,19 @@
+"""The AmNet table on the `small` corpus (CPU-sized): every row of configs/amnet.py.
+
+  python launch.py --sweep=experiments/sweeps/amnet_small.py --workdir=workdirs/amnet_small
+  python launch.py --mode=report --sweep=experiments/sweeps/amnet_small.py \
+      --workdir=workdirs/amnet_small
+"""
+from experiments.configs import amnet
+
+CONFIG = 'experiments/configs/amnet.py'
+
+
+def get_sweep(root: str):
+  del root
+  points = [dict(name='full', config=f'{CONFIG}:full')]
+  for row in amnet.ROWS:
+    if row != 'full':
+      points.append(dict(name=row, config=f'{CONFIG}:{row}',
+                         overrides={'model.encoder.init_from': '{root}/full'}))
+  return dict(report='amnet', points=points)

@@ -1,0 +1,67 @@
+"""A tiny chain of diff updates on synthetic data: train, export, apply, continue."""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from asr import frontend
+from asr import train as train_lib
+from diffs import chain
+from diffs import package
+from experiments import diffs_experiment
+from experiments import models
+from tests import helpers
+
+
+@pytest.fixture(scope='module')
+def base(tmp_path_factory):
+  root = tmp_path_factory.mktemp('base')
+  cfg = helpers.tiny_config(**{'train.steps': 4})
+  data = helpers.tiny_dataset(cfg)
+  model = models.build_model(cfg)
+  train_lib.train(cfg, str(root), model, data, log=lambda *_: None)
+  return cfg, model, chain.to_numpy(train_lib.load_params(str(root))), str(root)
+
+
+@pytest.mark.parametrize('method', ['sparse', 'hashed', 'topk'])
+def test_two_updates_ship_packages_the_device_can_apply(base, tmp_path, method):
+  cfg, model, base_params, base_dir = base
+  import ml_collections
+  cfg = ml_collections.ConfigDict(cfg.to_dict())
+  cfg.diffs = ml_collections.ConfigDict(dict(
+      min_ndim=1, prune_epochs=1, value_dtype='fp16', steps_per_update=6, lr=1e-2,
+      warmup_steps=1))
+  ucfg = diffs_experiment.update_config(cfg)
+  budget = chain.budget_for(method, base_params, 0.1, 'fp16', 1)
+  full_bytes = package.full_model_bytes(base_params, 'fp16')
+  device = base_params
+  for k in (1, 2):
+    data = helpers.tiny_dataset(cfg, 8, seed=k)
+    workdir = str(tmp_path / f'update_{k}')
+    info = chain.run_update(ucfg, workdir, model, method, device, budget, data,
+                            os.path.join(base_dir, 'feature_stats.json'), k,
+                            log=lambda *_: None)
+    # the device's params are exactly what applying the package file to the old params gives
+    again = package.apply(info['package'], device)
+    for a, b in zip(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(info['params'])):
+      np.testing.assert_array_equal(a, b)
+    changed = sum(int((np.asarray(a) != np.asarray(b)).sum()) for a, b in zip(
+        jax.tree_util.tree_leaves(info['params']), jax.tree_util.tree_leaves(device)))
+    assert changed > 0
+    if method in ('sparse', 'topk'):
+      assert info['stored_values'] == budget.entries     # exactly the budget
+    assert info['bytes'] < 0.2 * full_bytes
+    device = info['params']
+  # a finished update is read back, not retrained
+  again = chain.run_update(ucfg, workdir, model, method, None, budget, None, '', 2)
+  assert again['bytes'] == info['bytes']
+
+
+def test_replay_sample_is_even_and_deterministic():
+  a, b = list(range(100)), list(range(100, 130))
+  s1 = chain.replay_sample([a, b], 20, seed=3)
+  s2 = chain.replay_sample([a, b], 20, seed=3)
+  got = [s1[i] for i in range(len(s1))]
+  assert got == [s2[i] for i in range(len(s2))] and len(set(got)) == 20
+  assert sum(x < 100 for x in got) == 10

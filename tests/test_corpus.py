@@ -1,0 +1,437 @@
+"""Tests for the embedded corpus: text generation, augmentation, planning, engines, the tfds
+builder (`tiny` is built twice: contract, held-out voices, determinism), stats and LibriSpeech."""
+import os
+import shutil
+import stat
+import subprocess
+import time
+import types
+
+import numpy as np
+import pytest
+
+from asr import text
+from asr.data import augment
+from asr.data import corpus
+from asr.data import engines
+from asr.data import librispeech
+from asr.data import plan
+from asr.data import stats
+from asr.data import textgen
+
+HAVE_TINY_ENGINES = bool(shutil.which('flite') or shutil.which('espeak-ng'))
+needs_engines = pytest.mark.skipif(not HAVE_TINY_ENGINES,
+                                   reason='flite/espeak-ng not installed (tools/setup.sh)')
+TINY_DOMAINS = ('base', 'update_1', 'update_2')
+
+
+def _read_all(config, data_dir):
+  builder = corpus.VoiceAssistant(config=config, data_dir=data_dir)
+  return {split: [corpus.load(config, split, data_dir)[i]
+                  for i in range(builder.info.splits[split].num_examples)]
+          for split in builder.info.splits.keys()}
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+  if not HAVE_TINY_ENGINES:
+    pytest.skip('flite/espeak-ng not installed (tools/setup.sh)')
+  data_dir = str(tmp_path_factory.mktemp('tfds_one_worker'))
+  start = time.time()
+  builder = corpus.build('tiny', data_dir, workers=1)
+  seconds = time.time() - start
+  return types.SimpleNamespace(builder=builder, data_dir=data_dir, seconds=seconds,
+                               examples=_read_all('tiny', data_dir),
+                               metadata=dict(builder.info.metadata))
+
+
+# --- the built corpus ------------------------------------------------------------------------
+
+@needs_engines
+def test_tiny_builds_in_time_with_every_split(tiny):
+  assert tiny.seconds <= 60
+  expected = {f'{d}_{k}' for d in TINY_DOMAINS for k in ('train', 'test', 'test_seen')}
+  assert set(tiny.examples) == expected
+  assert all(len(v) > 0 for v in tiny.examples.values())
+  assert sum(len(v) for v in tiny.examples.values()) <= 200
+  # Base holds the most data; each update is smaller.
+  sizes = {d: len(tiny.examples[f'{d}_train']) for d in TINY_DOMAINS}
+  assert sizes['base'] > sizes['update_1'] and sizes['base'] > sizes['update_2']
+
+
+@needs_engines
+def test_examples_follow_the_contract(tiny):
+  tokenizer = text.CharTokenizer()
+  ids = set()
+  for split, examples in tiny.examples.items():
+    domain = split.rsplit('_test', 1)[0].rsplit('_train', 1)[0]
+    for ex in examples:
+      assert set(ex) == {'audio', 'transcript', 'voice', 'domain', 'id'}
+      assert ex['audio'].dtype == np.int16 and ex['audio'].ndim == 1
+      assert 0.3 * 16000 < len(ex['audio']) < 20 * 16000
+      assert np.abs(ex['audio']).max() > 300          # not silence
+      assert all(isinstance(ex[k], str) for k in ('transcript', 'voice', 'domain', 'id'))
+      assert text.normalize(ex['transcript']) == ex['transcript']
+      assert tokenizer.decode(tokenizer.encode(ex['transcript'])) == ex['transcript']
+      assert ex['domain'] == domain
+      assert ex['id'] not in ids
+      ids.add(ex['id'])
+
+
+@needs_engines
+def test_audio_length_follows_its_transcript(tiny):
+  # If audio and transcripts were paired wrongly, length would not track the text.
+  examples = [ex for exs in tiny.examples.values() for ex in exs]
+  chars = np.array([len(ex['transcript']) for ex in examples])
+  seconds = np.array([len(ex['audio']) / 16000 for ex in examples])
+  assert np.corrcoef(chars, seconds)[0, 1] > 0.6
+  per_char = seconds / chars
+  assert 0.02 < np.median(per_char) < 0.2
+
+
+@needs_engines
+def test_test_splits_use_held_out_voices_only(tiny):
+  held_out = set(tiny.metadata['voices']['held_out'])
+  train_voices = set(tiny.metadata['voices']['train'])
+  assert held_out and not held_out & train_voices
+  for split, examples in tiny.examples.items():
+    voices = {ex['voice'] for ex in examples}
+    if split.endswith('_test'):
+      assert voices <= held_out, split
+    else:
+      assert voices <= train_voices, split
+  heard_in_training = {ex['voice'] for d in TINY_DOMAINS for ex in tiny.examples[f'{d}_train']}
+  assert not heard_in_training & held_out
+
+
+@needs_engines
+def test_test_sentences_are_not_in_any_train_split(tiny):
+  train = {ex['transcript'] for d in TINY_DOMAINS for ex in tiny.examples[f'{d}_train']}
+  for split, examples in tiny.examples.items():
+    if not split.endswith('_train'):
+      assert not {ex['transcript'] for ex in examples} & train, split
+
+
+@needs_engines
+def test_update_domains_bring_words_unheard_before(tiny):
+  heard = set()
+  for i, domain in enumerate(TINY_DOMAINS):
+    if i:
+      words = [w for ex in tiny.examples[f'{domain}_test'] for w in ex['transcript'].split()]
+      share = sum(w not in heard for w in words) / len(words)
+      assert share > 0.15, domain
+      assert share == pytest.approx(tiny.metadata['oov_share_vs_earlier_domains'][domain],
+                                    abs=1e-4)
+    heard |= {w for ex in tiny.examples[f'{domain}_train'] for w in ex['transcript'].split()}
+
+
+@needs_engines
+def test_metadata_records_engines_and_hours(tiny):
+  meta = tiny.metadata
+  assert set(meta['engines']) <= {'flite', 'espeak'} and meta['engines']
+  voices_used = {ex['voice'] for exs in tiny.examples.values() for ex in exs}
+  assert {v.split('/')[0] for v in voices_used} == set(meta['engines'])
+  seconds = sum(len(ex['audio']) for exs in tiny.examples.values() for ex in exs) / 16000
+  assert sum(meta['hours']['split'].values()) * 3600 == pytest.approx(seconds, rel=1e-3)
+
+
+@needs_engines
+def test_same_config_and_seed_give_identical_corpus(tiny, tmp_path):
+  # Another build, with a pool of two workers instead of one process.
+  corpus.build('tiny', str(tmp_path), workers=2)
+  again = _read_all('tiny', str(tmp_path))
+  assert set(again) == set(tiny.examples)
+  for split, examples in tiny.examples.items():
+    assert len(again[split]) == len(examples)
+    for a, b in zip(examples, again[split]):
+      assert a['id'] == b['id'] and a['transcript'] == b['transcript']
+      assert a['voice'] == b['voice']
+      assert a['audio'].tobytes() == b['audio'].tobytes(), a['id']
+
+
+@needs_engines
+def test_build_reuses_a_built_corpus(tiny, capsys):
+  corpus.build('tiny', tiny.data_dir)
+  assert 'already built' in capsys.readouterr().out
+
+
+def test_loading_an_unbuilt_corpus_says_how_to_build_it(tmp_path):
+  with pytest.raises(corpus.NotBuiltError, match='python -m asr.data.corpus --config=small'):
+    corpus.load('small', 'base_train', str(tmp_path))
+  with pytest.raises(ValueError, match='unknown voice_assistant config'):
+    corpus.load('huge', 'base_train', str(tmp_path))
+
+
+@needs_engines
+def test_stats_report_every_split(tiny):
+  report = stats.format_stats(stats.collect('tiny', tiny.data_dir))
+  for split, examples in tiny.examples.items():
+    assert f'| {split} | {len(examples)} |' in report
+  assert 'out of vocabulary for all earlier domains' in report
+  assert 'test only (held out)' in report
+
+
+def test_default_data_dir_is_in_the_repo_or_the_env_var():
+  expected = os.environ.get('ASR_DATA_DIR') or os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'tfds')
+  assert corpus.DEFAULT_DATA_DIR == expected
+
+
+# --- engines -----------------------------------------------------------------------------------
+
+def test_no_engine_gives_a_message_that_says_what_to_install():
+  env = engines.engine_env(search_system=False)
+  with pytest.raises(engines.NoEngineError, match='tools/setup.sh'):
+    engines.find_voices(('flite', 'espeak', 'festival'), env)
+  with pytest.raises(ValueError, match='unknown TTS engine'):
+    engines.find_voices(('sam',), env)
+
+
+def test_engine_failure_names_the_engine_and_the_text(tmp_path):
+  (tmp_path / 'bin').mkdir()
+  fake = tmp_path / 'bin' / 'flite'
+  fake.write_text('#!/bin/sh\necho "voice exploded" >&2\nexit 3\n')
+  fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  env = engines.engine_env(str(tmp_path), search_system=False)
+  voice = engines.VOICES_BY_NAME['flite/slt']
+  with pytest.raises(engines.EngineError, match=r"flite .*'Call Ingrid\.'.*voice exploded"):
+    engines.synthesize(voice, ['Call Ingrid.'], [engines.Prosody()], env)
+
+
+@pytest.mark.skipif(not shutil.which('flite'), reason='flite not installed')
+def test_flite_alone_still_gives_a_held_out_voice():
+  voices = engines.find_voices(('flite',))
+  train, held_out = engines.split_voices(voices)
+  assert {v.engine for v in voices} == {'flite'}
+  assert [v.name for v in held_out] == ['flite/rms']
+  assert len(train) >= 1 and not set(train) & set(held_out)
+
+
+@pytest.mark.skipif(not shutil.which('flite'), reason='flite not installed')
+def test_packed_engines_run_from_their_folder_alone(tmp_path):
+  # The GPU machine has no apt: engines travel as a folder and nothing else is searched.
+  packed = engines.pack(str(tmp_path))
+  assert 'flite' in packed
+  env = engines.engine_env(str(tmp_path), search_system=False)
+  assert env.which('flite') == str(tmp_path / 'bin' / 'flite')
+  voices = engines.find_voices(('flite', 'espeak'), env)
+  assert 'flite/slt' in {v.name for v in voices}
+  (audio, sr), = engines.synthesize(engines.VOICES_BY_NAME['flite/slt'], ['Hello there.'],
+                                    [engines.Prosody()], env)
+  assert sr == 16000 and len(audio) > 0.3 * sr
+  if 'festival' in packed:
+    # Festival must take its voices from the folder, not from /usr/share/festival.
+    result = subprocess.run(
+        [env.which('festival'), '--libdir', env.festival_libdir, '-b',
+         '(print (cdr (assoc (quote kal_diphone) voice-locations)))'],
+        env=env.environ, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().strip('"').startswith(str(tmp_path))
+
+
+def test_prosody_is_fixed_by_the_seed():
+  assert engines.Prosody.from_seed(5) == engines.Prosody.from_seed(5)
+  rates = {engines.Prosody.from_seed(s).rate for s in range(50)}
+  assert len(rates) > 10 and min(rates) >= 0.9 and max(rates) <= 1.12
+
+
+# --- text generation ---------------------------------------------------------------------------
+
+def test_every_domain_fills_its_templates_into_normalised_text():
+  rng = np.random.default_rng(0)
+  for domain in ('base',) + tuple(f'update_{i}' for i in range(1, 6)):
+    sampler = textgen.make_sampler(domain, free_form_share=0.2)
+    intents = set()
+    for role in ('train', 'test') * 150:
+      sentence = sampler.sample(role, rng)
+      assert sentence.transcript == text.normalize(sentence.display)
+      assert not any(ch.isdigit() for ch in sentence.display)
+      assert sentence.display[-1] in '.?!'
+      intents.add(sentence.intent)
+    own = {intent for intent, _ in sampler.own_intents}
+    assert len(intents & own) >= min(3, len(own)), domain
+
+
+def test_update_domains_add_new_intents_and_never_seen_slot_values():
+  templates, lists = textgen.default_resources()
+  domains = ['base'] + [f'update_{i}' for i in range(1, 6)]
+  earlier_intents, earlier_values = set(), set()
+  for domain in domains:
+    intents = {t.intent for t in templates if t.domain == domain}
+    values = {text.normalize(v) for vs in lists[domain].values() for v in vs}
+    if domain != 'base':
+      assert intents - earlier_intents, f'{domain} has no new intent'
+      assert not values & earlier_values, (domain, sorted(values & earlier_values))
+      assert len(values) >= 100, domain          # large open slot lists
+    earlier_intents |= intents
+    earlier_values |= values
+  assert len(lists['base']['first_name']) * len(lists['base']['last_name']) > 10000
+
+
+def test_held_back_slot_values_reach_test_sentences_only():
+  sampler = textgen.make_sampler('update_1')
+  names = textgen.default_resources()[1]['update_1']['last_name']
+  held_back = {n.lower() for n in names
+               if textgen.stable_fraction('update_1', 'last_name', n) < textgen.TEST_ONLY_SHARE}
+  assert held_back and held_back != {n.lower() for n in names}
+  rng = np.random.default_rng(1)
+  train_words = {w for _ in range(400) for w in sampler.sample('train', rng).transcript.split()}
+  test_words = {w for _ in range(400) for w in sampler.sample('test', rng).transcript.split()}
+  assert not train_words & held_back
+  assert test_words & held_back
+
+
+def test_fortunes_are_read_as_written():
+  sentences = textgen.fortune_sentences()
+  if not sentences:
+    pytest.skip('fortunes not installed')
+  for s in sentences:
+    assert not any(ch.isdigit() for ch in s) and '"' not in s
+    assert 4 <= len(text.normalize(s).split()) <= 22
+
+
+def test_template_syntax_expands_alternatives_and_options():
+  rng = np.random.default_rng(0)
+  seen = {' '.join(textgen._expand_choices('(turn|switch) [the] light (on|)', rng).split())
+          for _ in range(200)}
+  assert seen == {f'{a} {b}light {c}'.strip() for a in ('turn', 'switch') for b in ('the ', '')
+                  for c in ('on', '')}
+  assert textgen.display_form("what's the score of the the Mets game") == \
+      "What's the score of the Mets game?"
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+def _fake_voices():
+  return ([engines.VOICES_BY_NAME[n] for n in ('flite/slt', 'flite/awb', 'piper/joe')],
+          [engines.VOICES_BY_NAME['flite/rms']])
+
+
+def test_plan_is_deterministic_unique_and_sized():
+  spec = plan.PlanSpec(domains=('base', 'update_1'), base_sizes=(50, 10, 10),
+                       update_sizes=(20, 5, 5), seed=3, max_words=9, free_form_share=0.1)
+  train, held = _fake_voices()
+  first, second = plan.make_plan(spec, train, held), plan.make_plan(spec, train, held)
+  assert first == second
+  other_seed = plan.make_plan(dataclass_replace(spec, seed=4), train, held)
+  assert [u.transcript for u in other_seed['base_train']] != \
+      [u.transcript for u in first['base_train']]
+  transcripts = [u.transcript for utts in first.values() for u in utts]
+  assert len(transcripts) == len(set(transcripts)) == 100
+  assert all(len(t.split()) <= 9 for t in transcripts)
+  assert {u.voice for u in first['base_test'] + first['update_1_test']} == {'flite/rms'}
+  assert 'flite/rms' not in {u.voice for k, utts in first.items() if not k.endswith('_test')
+                             for u in utts}
+
+
+def dataclass_replace(spec, **changes):
+  import dataclasses
+  return dataclasses.replace(spec, **changes)
+
+
+def test_oov_share_counts_running_words():
+  assert plan.oov_share(['a b c', 'a d'], {'a', 'b'}) == pytest.approx(2 / 5)
+  shares = plan.update_oov_shares({'base_train': ['x y'], 'u_test': ['x z z q'],
+                                   'u_train': ['q']}, ('base', 'u'))
+  assert shares == {'u': pytest.approx(3 / 4)}
+
+
+# --- augmentation (numpy references) -----------------------------------------------------------
+
+def _peak_hz(x, sr):
+  spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+  return np.fft.rfftfreq(len(x), 1 / sr)[np.argmax(spectrum)]
+
+
+@pytest.mark.parametrize('sr', [8000, 22050, 32000, 44100, 48000])
+def test_resample_keeps_duration_and_pitch(sr):
+  t = np.arange(sr) / sr
+  out = augment.resample(np.sin(2 * np.pi * 440 * t).astype(np.float32), sr)
+  assert abs(len(out) - 16000) <= 1
+  assert _peak_hz(out, 16000) == pytest.approx(440, abs=2)
+
+
+def test_speed_changes_duration_and_pitch_together():
+  t = np.arange(16000) / 16000
+  out = augment.change_speed(np.sin(2 * np.pi * 500 * t).astype(np.float32), 1.1)
+  assert len(out) == pytest.approx(16000 / 1.1, abs=2)
+  assert _peak_hz(out, 16000) == pytest.approx(550, abs=3)
+
+
+@pytest.mark.parametrize('snr_db', [10.0, 20.0, 30.0])
+def test_noise_is_added_at_the_requested_snr(snr_db):
+  rng = np.random.default_rng(0)
+  speech = np.sin(np.arange(32000) / 7).astype(np.float32) * 0.3
+  power = float(np.mean(speech**2))
+  noisy = augment.add_noise(speech, rng, snr_db, power)
+  measured = 10 * np.log10(power / np.mean((noisy - speech)**2))
+  assert measured == pytest.approx(snr_db, abs=0.1)
+
+
+def test_room_response_decays_and_keeps_the_direct_path():
+  rir = augment.synthetic_rir(np.random.default_rng(0), rt60_s=0.5)
+  assert rir[0] == 1.0
+  n = len(rir) // 10
+  assert np.sum(rir[1:n]**2) > 100 * np.sum(rir[-n:]**2)
+
+
+def test_augment_is_seeded_and_stays_in_range():
+  wave = np.sin(np.arange(22050) / 5).astype(np.float32)
+  a = augment.augment(wave, 22050, np.random.default_rng([9, 1]))
+  b = augment.augment(wave, 22050, np.random.default_rng([9, 1]))
+  c = augment.augment(wave, 22050, np.random.default_rng([10, 1]))
+  assert a.dtype == np.int16 and a.tobytes() == b.tobytes() and a.tobytes() != c.tobytes()
+  assert np.abs(a.astype(np.int32)).max() <= 0.99 * 32767 + 1
+  assert 0.85 * 16000 < len(a) < 2.0 * 16000
+
+
+def test_to_int16_clips():
+  out = augment.to_int16(np.array([-2.0, -1.0, 0.0, 0.5, 2.0], np.float32))
+  assert out.tolist() == [-32768, -32767, 0, 16384, 32767]
+
+
+# --- LibriSpeech -------------------------------------------------------------------------------
+
+def _has_tensorflow():
+  try:
+    import tensorflow  # pylint: disable=unused-import,import-outside-toplevel
+    return True
+  except ImportError:
+    return False
+
+
+def test_librispeech_examples_take_the_corpus_shape():
+  fake = [{'speech': np.arange(-5, 5, dtype=np.int64), 'text': b'HELLO, MR. O\'NEIL',
+           'speaker_id': 1089, 'chapter_id': 134686, 'id': b'1089-134686-0000'}]
+  source = librispeech.LibriSpeechSource(fake)
+  ex = source[0]
+  assert len(source) == 1
+  assert ex['audio'].dtype == np.int16 and ex['audio'].tolist() == list(range(-5, 5))
+  assert ex['transcript'] == "hello mr o'neil"
+  assert ex['voice'] == 'librispeech/1089' and ex['domain'] == 'librispeech'
+  assert ex['id'] == '1089-134686-0000'
+  with pytest.raises(IndexError):
+    source[1]
+
+
+@pytest.mark.skipif(_has_tensorflow(), reason='TensorFlow is installed')
+def test_librispeech_without_tensorflow_says_what_to_install(tmp_path):
+  # tfds's librispeech builder (its Audio feature) imports TensorFlow, so neither the builder
+  # nor tfds.testing.mock_data can run here: this is the error users get instead.
+  with pytest.raises(librispeech.LibriSpeechUnavailable, match='TensorFlow'):
+    librispeech.load_librispeech('test_clean', str(tmp_path))
+  with pytest.raises(ValueError, match='unknown LibriSpeech split'):
+    librispeech.load_librispeech('test_noisy', str(tmp_path))
+
+
+@pytest.mark.skipif(not _has_tensorflow(), reason='needs TensorFlow (optional extra)')
+def test_librispeech_reads_tfds_mock_data(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  fake = [{'speech': np.zeros(160, np.int16) + i, 'text': 'HELLO WORLD', 'speaker_id': 7,
+           'chapter_id': 1, 'id': f'7-1-{i}'} for i in range(3)]
+  with tfds.testing.mock_data(num_examples=3, policy=tfds.testing.MockPolicy.USE_CODE,
+                              as_data_source_fn=lambda *a, **k: fake):
+    source = librispeech.load_librispeech('test_clean', str(tmp_path))
+    assert len(source) == 3
+    ex = source[0]
+  assert ex['audio'].dtype == np.int16 and ex['transcript'] == 'hello world'
+  assert ex['domain'] == 'librispeech'
