@@ -9,9 +9,13 @@ A config file's docstring holds its exact command and expected result. Overrides
 or of the wrong type are refused by ml_collections before anything runs; inconsistent values are
 refused by `experiments.validate`.
 """
+import os
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 from experiments import modes
@@ -30,6 +34,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if os.environ.get('JAX_DISTRIBUTED') == '1':
+    jax.distributed.initialize()               # multi-host: TPU pods, GPU clusters
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)     # orbax logs every save at INFO
   if not FLAGS.workdir:
@@ -49,5 +55,16 @@ def main(argv):
   modes.MODES[FLAGS.mode](cfg, FLAGS.workdir, audio=FLAGS.audio)
 
 
+def run(argv):
+  """Errors about the user's input (config, files, data) end in one line, not a traceback;
+  pass --verbosity=1 to see the traceback."""
+  try:
+    main(argv)
+  except (ValueError, FileNotFoundError) as e:
+    if FLAGS.verbosity >= 1:
+      raise
+    sys.exit(f'error: {e}')
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(run)

@@ -10,6 +10,8 @@ Restore order: build the abstract state from a fresh init (shapes, dtypes, shard
 Orbax writes each step into a temporary folder and renames it when complete, so a kill during
 a save leaves the previous step restorable.
 """
+import os
+
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -36,7 +38,7 @@ class Checkpointer:
   def __init__(self, directory: str, every: int, keep: int = 3):
     self.every = every
     self.manager = ocp.CheckpointManager(
-        directory,
+        os.path.abspath(directory),       # orbax requires absolute paths
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, save_interval_steps=1, create=True,
             # Synchronous: the next train step donates the state buffers, and a preempted job

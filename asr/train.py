@@ -131,9 +131,12 @@ def make_mesh() -> Mesh:
 
 
 def shard_batch(batch, mesh: Mesh):
-  """Host batch -> global arrays split along the batch axis over the mesh."""
+  """Global batch (every host builds the same one) -> arrays split along the batch axis over
+  the mesh; each host contributes only its own rows."""
   sharding = NamedSharding(mesh, P('data'))
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+  n, i = jax.process_count(), jax.process_index()
+  local = {k: np.split(v, n)[i] if n > 1 else v for k, v in batch.items()}
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
 def replicate(tree, mesh: Mesh):

@@ -115,11 +115,43 @@ def diffs(cfg, workdir: str, **_):
   return diffs_experiment.run(cfg, workdir)
 
 
+def demo(cfg, workdir: str, **_):
+  """The main job: corpus, AmNet rows + table, a two-update sparse-diff chain + table, and
+  `report.md`. Every stage resumes when run again."""
+  del cfg
+  import time  # pylint: disable=g-import-not-at-top
+  from asr.data import corpus  # pylint: disable=g-import-not-at-top
+  from experiments import amnet_report  # pylint: disable=g-import-not-at-top
+  from experiments import diffs_experiment  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  stage = lambda text: print(f'\n=== [{(time.time() - start) / 60:5.1f} min] {text}', flush=True)
+  stage('1/4 corpus: building (or finding) voice_assistant/small')
+  corpus.build('small', corpus.DEFAULT_DATA_DIR)
+  amnet_root = os.path.join(workdir, 'amnet')
+  sweep = sweep_lib.load_sweep('experiments/sweeps/demo.py', amnet_root)
+  stage('2/4 AmNet: full model, static factorized baseline, AmNet (sparse fast branch)')
+  sweep_lib.run(sweep, train)
+  stage('3/4 AmNet table: WER, FLOPs per frame, routing, latency on the simulated device')
+  amnet_text = amnet_report.write(sweep, amnet_root)
+  stage('4/4 neural diffs: the full model as base, two sparse-diff updates, packages applied')
+  diffs_cfg = sweep_lib.load_config('experiments/configs/demo.py:diffs',
+                                    {'diffs.base_workdir': os.path.join(amnet_root, 'full')})
+  diffs_root = os.path.join(workdir, 'diffs')
+  diffs_experiment.run(diffs_cfg, diffs_root)
+  with open(os.path.join(diffs_root, 'diffs_table.md')) as f:
+    diffs_text = f.read()
+  with open(os.path.join(workdir, 'report.md'), 'w') as f:
+    f.write('# Demo report\n\n' + amnet_text + '\n![WER against FLOPs](amnet/amnet_wer_vs_flops.png)'
+            '\n![routing](amnet/amnet_routing.png)\n\n' + diffs_text +
+            '\n![WER by update](diffs/diffs_wer_by_update.png)\n')
+  stage(f'done: {workdir}/report.md')
+
+
 def report(cfg, workdir: str, **_):
   del cfg, workdir
   raise ValueError('--mode=report needs --sweep=FILE: a report collects the points of a sweep')
 
 
 MODES = {'train': train, 'eval': eval, 'transcribe': transcribe, 'report': report,
-         'diffs': diffs}
-NO_CONFIG = set()   # modes that run without --config (e.g. demo, which picks its own)
+         'diffs': diffs, 'demo': demo}
+NO_CONFIG = {'demo'}   # modes that run without --config (demo picks its own)

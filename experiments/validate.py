@@ -41,14 +41,45 @@ def check(cfg):
   _require(t.nan_policy in ('skip', 'stop'), 'train.nan_policy', f'{t.nan_policy!r} not skip|stop')
   _require(e.beam_width >= 1, 'eval.beam_width', 'must be >= 1')
   _require(e.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
-  for hook in _EXTRA_CHECKS:
-    hook(cfg)
+  if enc.name == 'amnet':
+    _check_amnet(enc)
+  if 'diffs' in cfg:
+    _check_diffs(cfg.diffs)
 
 
-_EXTRA_CHECKS = []
+def _check_amnet(enc):
+  from amortized import amortized_loss  # pylint: disable=g-import-not-at-top
+  from amortized import encoder as amnet  # pylint: disable=g-import-not-at-top
+  try:
+    amnet.parse_branches(enc.branches)
+  except ValueError as e:
+    raise ConfigError(f'config.{e}') from None
+  _require(enc.loss_variant in amortized_loss.VARIANTS, 'model.encoder.loss_variant',
+           f'{enc.loss_variant!r} is not one of {amortized_loss.VARIANTS}')
+  _require(enc.lambda_cost >= 0 and enc.lambda_amr >= 0, 'model.encoder.lambda_amr',
+           'lambda_cost and lambda_amr must be >= 0')
+  _require(enc.backlog_threshold > 0, 'model.encoder.backlog_threshold', 'must be > 0')
+  _require(enc.device_flops >= 0 and enc.full_model_rtf > 0, 'model.encoder.device_flops',
+           'device_flops must be >= 0 (0 = auto) and full_model_rtf > 0')
+  _require(0 < enc.temperature_end <= enc.temperature_start, 'model.encoder.temperature_end',
+           'need 0 < temperature_end <= temperature_start')
+  _require(enc.anneal_steps >= 1 and enc.prune_epochs >= 0, 'model.encoder.anneal_steps',
+           'anneal_steps >= 1 and prune_epochs >= 0')
 
 
-def register(check_fn):
-  """Method packages (amortized, diffs) add their own checks here."""
-  _EXTRA_CHECKS.append(check_fn)
-  return check_fn
+def _check_diffs(d):
+  from diffs import chain  # pylint: disable=g-import-not-at-top
+  methods = d.methods.split(',')
+  _require(all(m in chain.METHODS for m in methods), 'diffs.methods',
+           f'{d.methods!r}: each must be one of {chain.METHODS}')
+  try:
+    budgets = [float(b) for b in d.budgets.split(',')]
+  except ValueError:
+    raise ConfigError(f'config.diffs.budgets: {d.budgets!r} is not a comma list of fractions')
+  _require(all(0 < b < 1 for b in budgets), 'diffs.budgets',
+           f'{d.budgets!r}: each budget must be in (0, 1) of the full model\'s bytes')
+  _require(d.updates >= 1 and d.steps_per_update >= 1, 'diffs.updates',
+           'updates and steps_per_update must be >= 1')
+  _require(d.value_dtype in ('fp16', 'int8'), 'diffs.value_dtype', f'{d.value_dtype!r}')
+  _require(d.replay_fraction >= 0 and d.lr > 0, 'diffs.replay_fraction',
+           'replay_fraction >= 0 and lr > 0')

@@ -87,8 +87,6 @@ def engine_env(engine_dir: str | None = None, search_system: bool = True) -> Eng
   """The environment for engine subprocesses; `engine_dir` (bin/, lib/, share/) comes first."""
   env = dict(os.environ)
   festival_libdir = None
-  paths = [] if search_system else ['']
-  libs = []
   if engine_dir:
     root = pathlib.Path(engine_dir).resolve()
     if not root.is_dir():
@@ -102,7 +100,7 @@ def engine_env(engine_dir: str | None = None, search_system: bool = True) -> Eng
     if (root / 'share' / 'festival_home' / '.festivalvarsrc').is_file():
       # festival reads $HOME/.festivalvarsrc before it scans for voices: see `pack`.
       env['HOME'] = str(root / 'share' / 'festival_home')
-    env['PATH'] = os.pathsep.join(p for p in paths if p)
+    env['PATH'] = os.pathsep.join(p for p in paths if p)   # search_system=False: the folder only
     env['LD_LIBRARY_PATH'] = os.pathsep.join(
         libs + ([env['LD_LIBRARY_PATH']] if env.get('LD_LIBRARY_PATH') else []))
   elif not search_system:

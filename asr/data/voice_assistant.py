@@ -140,7 +140,7 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
                    'held_out': [v.name for v in held_out]},
         'text_sources': sources,
         'augmentation': dataclasses.asdict(augment.AugmentConfig()),
-        'oov_share_vs_earlier_domains': {d: round(s, 4) for d, s in oov.items()},
+        'oov_share_vs_earlier_domains': {d: round(s, 6) for d, s in oov.items()},
         'utterances': {name: len(utts) for name, utts in utterances.items()},
     })
     self._seconds.clear()

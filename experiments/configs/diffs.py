@@ -40,6 +40,15 @@ def get_config(size: str = 'small'):
   c.diffs.value_dtype = 'fp16'         # fp16 | int8
   c.diffs.min_ndim = 1                 # 1: biases get deltas too; 2: matrices only
   c.diffs.base_workdir = ''            # reuse a trained base model instead of training one
+  if size == 'full':                   # GPU-sized (make reproduce)
+    c.model.encoder.layers = 4
+    c.model.encoder.units = 320
+    c.model.pred_units = 256
+    c.model.joint_dim = 256
+    c.train.batch_size = 32
+    c.train.steps = 20000
+    c.diffs.steps_per_update = 2000
+    c.diffs.prune_epochs = 3
   if size == 'tiny':
     c.train.steps = 60
     c.diffs.updates = 2

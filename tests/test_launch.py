@@ -1,0 +1,65 @@
+"""launch.py refuses bad configs before any work; sweeps print and load; configs validate."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import sweep as sweep_lib
+from experiments import validate
+from experiments.configs import common
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _launch(*args):
+  return subprocess.run([sys.executable, 'launch.py', *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+
+
+@pytest.mark.parametrize('override, message', [
+    ('--config.train.stepz=3', 'stepz'),                       # unknown key
+    ('--config.train.steps=many', 'steps'),                    # wrong type
+    ('--config.model.encoder.budget=1.5', 'model.encoder.budget'),  # inconsistent value
+])
+def test_bad_overrides_fail_before_any_work(tmp_path, override, message):
+  out = _launch('--config=experiments/configs/tiny_rnnt.py', f'--workdir={tmp_path}/w', override)
+  assert out.returncode != 0
+  assert message in out.stderr
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def test_sweep_print_lists_one_command_per_point(tmp_path):
+  out = _launch('--sweep=experiments/sweeps/amnet_small.py', f'--workdir={tmp_path}', '--sweep_print')
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.strip().splitlines()
+  assert len(lines) == 7 and all(l.startswith('python launch.py --config=') for l in lines)
+  assert f'--config.model.encoder.init_from={tmp_path}/full' in lines[1]
+
+
+def test_every_shipped_config_validates():
+  for spec in ['tiny_rnnt.py', 'amnet.py:full', 'amnet.py:amnet_mf', 'amnet.py:pruned',
+               'diffs.py', 'diffs.py:tiny', 'demo.py:full', 'demo.py:amnet', 'demo.py:diffs']:
+    sweep_lib.load_config(f'{ROOT}/experiments/configs/{spec}')
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('data.bucket_seconds', (4.0, 2.0), 'increasing'),
+    ('train.batch_size', 0, 'batch_size'),
+    ('train.nan_policy', 'ignore', 'nan_policy'),
+    ('model.encoder.kind', 'pruned', 'model.encoder.kind'),
+])
+def test_validate_names_the_key(key, value, message):
+  cfg = common.base_config()
+  node = cfg
+  *parents, leaf = key.split('.')
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(validate.ConfigError, match=message):
+    validate.check(cfg)
+
+
+def test_load_config_refuses_unknown_override():
+  with pytest.raises(validate.ConfigError, match='train.nope'):
+    sweep_lib.load_config(f'{ROOT}/experiments/configs/tiny_rnnt.py', {'train.nope': 1})
