@@ -1,13 +1,11 @@
 """From evaluated utterances to the AmNet table's columns: FLOPs per frame, branch shares,
-routing confidence and user-perceived latency on the simulated device; and streaming wall time.
+routing confidence and user-perceived latency on the simulated device; parameter counts.
 
 Input rows come from `asr.evaluate.Evaluator(..., return_rows=True)`: each has the encoder's aux
 outputs for its valid frames, `route` [n, K] (one-hot, argmax routing) and `probs` [n, K].
 The latency is re-simulated here in float64 with `latency.simulate_np` from the hard routes and
 the analytic branch costs, so the figure does not depend on the model's float32 scan.
 """
-import time
-
 import jax
 import numpy as np
 
@@ -40,21 +38,6 @@ def routing_summary(rows, branch_costs, branch_names, rate: float, hop: float) -
   for name, count in zip(branch_names, counts):
     summary[f'share_{name}'] = count / frames
   return summary
-
-
-def streaming_seconds(model, variables, stats, utterances, featurize) -> float:
-  """Wall seconds to stream `utterances` (feature arrays [T, D]) frame by frame through the
-  encoder's `stream` (only the chosen branch runs), after one compile per length."""
-  del stats
-  enc_vars = {k: v['encoder'] for k, v in variables.items() if 'encoder' in v}
-  stream = jax.jit(lambda x, p: model.encoder.apply(enc_vars, x, p, method='stream'))
-  inputs = [featurize(u) for u in utterances]
-  for x, p in inputs:                       # compile every shape first: time steps, not XLA
-    jax.block_until_ready(stream(x, p))
-  start = time.perf_counter()
-  for x, p in inputs:
-    jax.block_until_ready(stream(x, p))
-  return time.perf_counter() - start
 
 
 def count_params(params, masks=None) -> tuple[int, int]:

@@ -8,28 +8,18 @@ inference (only the chosen branch runs) relative to the full model, all in one p
 import os
 import time
 
-import jax
 import numpy as np
 
 from amortized import analysis
-from asr import features
 from asr import frontend
 from asr import train as train_lib
 from experiments import data as data_lib
 from experiments import models
 from experiments import report
+from experiments import stream_timing
 from experiments import sweep as sweep_lib
 
 STREAM_UTTERANCES = 16
-
-
-def _featurizer(cfg, stats):
-  fn = jax.jit(lambda a, p: features.featurize(a, p, cfg.frontend, stats))
-
-  def featurize(audio):
-    a = audio[None]
-    return fn(a, np.zeros(a.shape, np.float32))
-  return featurize
 
 
 def evaluate_row(point, cfg, log=print) -> tuple[dict, dict]:
@@ -45,11 +35,6 @@ def evaluate_row(point, cfg, log=print) -> tuple[dict, dict]:
                                      enc.routing.hop)
   params, effective = analysis.count_params(variables['params']['encoder'],
                                             variables.get('masks', {}).get('encoder'))
-  order = np.argsort([-a.size for a in test.audio])        # the longest utterances
-  utterances = [test.audio[i] for i in sorted(order[:STREAM_UTTERANCES])]
-  seconds = analysis.streaming_seconds(model, variables, stats, utterances,
-                                       _featurizer(cfg, stats))
-  audio_seconds = sum(u.size for u in utterances) / 16000
   row = {'name': point['name'], 'branches': cfg.model.encoder.branches,
          'latency_loss': (cfg.model.encoder.loss_variant if len(names) > 1 else '-'),
          'wer': 100 * result['wer'], 'cer': 100 * result['cer'],
@@ -57,7 +42,6 @@ def evaluate_row(point, cfg, log=print) -> tuple[dict, dict]:
          'upl_median_ms': summary['upl_median_ms'], 'upl_p90_ms': summary['upl_p90_ms'],
          'confident_share': 100 * summary['confident_share'],
          'encoder_params': params, 'encoder_nonzero': effective,
-         'stream_rtf': seconds / audio_seconds,
          'shares': ', '.join(f'{n} {100 * summary[f"share_{n}"]:.0f}%' for n in names)}
   log(f'{point["name"]}: WER {row["wer"]:.2f}% {row["mflops_per_frame"]:.3f} MFLOP/frame '
       f'UPL p50 {row["upl_median_ms"]:.1f} ms p90 {row["upl_p90_ms"]:.1f} ms')
@@ -78,6 +62,12 @@ def write(sweep: dict, root: str, log=print) -> str:
     rows.append(row)
   if not rows:
     raise FileNotFoundError(f'{root}: no trained rows; run the sweep first')
+  timing = stream_timing.measure({'models': [
+      {'name': r['name'], 'config': details[r['name']]['cfg'].to_dict(),
+       'workdir': next(p['workdir'] for p in sweep['points'] if p['name'] == r['name'])}
+      for r in rows], 'utterances': STREAM_UTTERANCES})
+  for r, t in zip(rows, timing):
+    r['stream_rtf'] = t['rtf']
   full = next((r for r in rows if r['name'] == 'full'), rows[0])
   for r in rows:
     r['flops_vs_full'] = 100 * r['mflops_per_frame'] / full['mflops_per_frame']
@@ -88,8 +78,8 @@ def write(sweep: dict, root: str, log=print) -> str:
            f'frame every {enc0.routing.hop * 1000:.0f} ms (the full model at '
            f'{cfg0.model.encoder.full_model_rtf:g}x real time). WER on `{cfg0.data.eval_split}` '
            f'(held-out voices) of corpus `{cfg0.data.corpus}`. Streaming time: the '
-           f'{STREAM_UTTERANCES} longest test utterances streamed frame by frame in this '
-           f'process; ratios are measured side by side in the same run.')
+           f'{STREAM_UTTERANCES} longest test utterances streamed frame by frame (only the '
+           f'chosen branch runs) on one CPU thread, every row in the same process, side by side.')
   columns = [('name', 'row'), ('branches', 'branches'), ('latency_loss', 'latency term'),
              ('wer', 'WER %'), ('cer', 'CER %'), ('mflops_per_frame', 'MFLOP/frame'),
              ('flops_vs_full', '% of full FLOPs'), ('shares', 'frames per branch'),

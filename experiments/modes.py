@@ -147,11 +147,17 @@ def demo(cfg, workdir: str, **_):
   stage(f'done: {workdir}/report.md')
 
 
+def bench(cfg, workdir: str, **_):
+  """Speed and memory figures of a config (experiments/bench.py)."""
+  from experiments import bench as bench_lib  # pylint: disable=g-import-not-at-top
+  return bench_lib.run(cfg, workdir)
+
+
 def report(cfg, workdir: str, **_):
   del cfg, workdir
   raise ValueError('--mode=report needs --sweep=FILE: a report collects the points of a sweep')
 
 
 MODES = {'train': train, 'eval': eval, 'transcribe': transcribe, 'report': report,
-         'diffs': diffs, 'demo': demo}
+         'diffs': diffs, 'demo': demo, 'bench': bench}
 NO_CONFIG = {'demo'}   # modes that run without --config (demo picks its own)

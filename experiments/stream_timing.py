@@ -7,8 +7,9 @@ on the same utterances, after compiling every shape first.
 
   python -m experiments.stream_timing SPEC.json     # prints one JSON line per model
 
-SPEC.json: {"models": [{"name", "config", "overrides", "workdir" (optional: trained weights;
-random init otherwise)}], "utterances": N, "seconds": S (synthetic length when no corpus)}.
+SPEC.json: {"models": [{"name", "config" (a config as a dict), "workdir" (optional: trained
+weights and the longest test utterances; random init and synthetic audio otherwise)}],
+"utterances": N, "seconds": S (synthetic length)}.
 """
 import json
 import os
@@ -44,13 +45,13 @@ def _run(spec: dict):
   from asr.data import batching  # pylint: disable=g-import-not-at-top
   from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
   from experiments import models  # pylint: disable=g-import-not-at-top
-  from experiments import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
 
   n = int(spec.get('utterances', 8))
   audio = None
   prepared = []
   for m in spec['models']:
-    cfg = sweep_lib.load_config(m['config'], m.get('overrides', {}))
+    cfg = ml_collections.ConfigDict(m['config'])
     model = models.build_model(cfg)
     empty = batching.Dataset([], data_lib.buckets(cfg))
     if m.get('workdir'):

@@ -136,9 +136,14 @@ def test_metadata_records_engines_and_hours(tiny):
 
 
 @needs_engines
-def test_same_config_and_seed_give_identical_corpus(tiny, tmp_path):
-  # Another build, with a pool of two workers instead of one process.
+def test_same_config_and_seed_give_identical_corpus(tiny, tmp_path, monkeypatch):
+  # Another build, with a pool of two workers instead of one process, and with tfds told to
+  # move splits out of memory past 1 kB (through tf.io.gfile, absent without TensorFlow): the
+  # builder must keep them in memory, as it does for full's 1.2 GB base_train.
+  from tensorflow_datasets.core import shuffle  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(shuffle, 'MAX_MEM_BUFFER_SIZE', 1024)
   corpus.build('tiny', str(tmp_path), workers=2)
+  assert shuffle.MAX_MEM_BUFFER_SIZE == 1024
   again = _read_all('tiny', str(tmp_path))
   assert set(again) == set(tiny.examples)
   for split, examples in tiny.examples.items():

@@ -169,8 +169,11 @@ def test_read_audio_errors_are_one_line_value_errors_naming_the_file(tmp_path):
     folder.read_audio(tmp_path / 'does_not_exist.wav')
 
 
-def test_read_audio_returns_float_mono_16k(tmp_path):
+def test_read_audio_returns_float_mono_16k_within_full_scale(tmp_path):
   sf.write(tmp_path / 'x.wav', _sine(44100, seconds=0.5), 44100, subtype='PCM_24')
   audio = folder.read_audio(tmp_path / 'x.wav')
   assert audio.dtype == np.float32 and audio.ndim == 1 and abs(len(audio) - 8000) <= 1
   assert np.abs(audio[200:-200]).max() == pytest.approx(0.5, abs=0.01)
+  sf.write(tmp_path / 'loud.wav', _sine(16000, amplitude=1.5), 16000, subtype='FLOAT')
+  loud = folder.read_audio(tmp_path / 'loud.wav')
+  assert loud.max() == 1.0 and loud.min() == -1.0

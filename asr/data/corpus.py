@@ -74,7 +74,7 @@ class ExampleSource:
     for key in TEXT_FEATURES:
       if isinstance(out.get(key), bytes):
         out[key] = out[key].decode('utf-8')
-    out['audio'] = np.asarray(out['audio'], dtype=np.int16)
+    out['audio'] = np.array(out['audio'], dtype=np.int16)   # a writable copy, not a view
     return out
 
   def __getitem__(self, index: int) -> dict:

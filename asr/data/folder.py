@@ -58,7 +58,8 @@ def _truncation(info) -> str | None:
 
 
 def read_audio(path) -> np.ndarray:
-  """float32 mono 16 kHz samples of a WAV/FLAC file; raises `AudioError` naming the file."""
+  """float32 mono 16 kHz samples in [-1, 1] of a WAV/FLAC file; raises `AudioError` naming
+  the file."""
   path = str(path)
   try:
     size = os.path.getsize(path)
@@ -81,7 +82,9 @@ def read_audio(path) -> np.ndarray:
     raise AudioError(path, 'NaN or infinite samples')
   if not np.any(audio):
     raise AudioError(path, 'all samples are zero')
-  return augment.resample(audio.mean(axis=1), int(sr), SAMPLE_RATE)
+  # Clipped to [-1, 1]: float files may go past full scale, and resampling overshoots a little;
+  # callers scale by 32767 into int16.
+  return np.clip(augment.resample(audio.mean(axis=1), int(sr), SAMPLE_RATE), -1.0, 1.0)
 
 
 def _decode_transcript_file(path: pathlib.Path) -> str:
@@ -227,7 +230,7 @@ def load_folder(audio_dir: str, transcripts: str | None = None, *,
       continue
     report.loaded += 1
     report.seconds += len(audio) / SAMPLE_RATE
-    examples.append({'audio': augment.to_int16(np.clip(audio, -1.0, 1.0)),
+    examples.append({'audio': augment.to_int16(audio),
                      'transcript': transcript, 'voice': 'folder', 'domain': 'folder',
                      'id': utt_id})
   for utt_id in sorted(set(texts) - seen_ids):

@@ -72,6 +72,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   c.train.nan_policy = 'skip'            # skip (count the step) | stop (message + exit)
 
+  c.bench = ml_collections.ConfigDict()    # launch.py --mode=bench
+  c.bench.steps = 20
+  c.bench.warmup = 3
+  c.bench.loss_shapes = ((8, 100, 20, 29),)
+  c.bench.loss_reps = 5
+  c.bench.stream_utterances = 4
+  c.bench.stream_seconds = 4.0
+  c.bench.trained_workdir = ''            # time streaming with trained weights and test audio
+
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 16
   c.eval.max_utterances = 200            # 0 = the whole split
