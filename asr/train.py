@@ -195,7 +195,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
           evaluate_fn=None, log=print):
   """Trains to `cfg.train.steps`, resuming from `workdir`'s latest checkpoint if present.
 
-  Returns (variables, history) where history holds the final train/eval metrics.
+  Returns (variables, feature stats, history): history holds the last train/eval metrics.
   """
   tcfg = cfg.train
   os.makedirs(workdir, exist_ok=True)
@@ -275,11 +275,13 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
     writer.close()
     ckpt.close()
   variables = parametrization.apply(jax.device_get(state['trainable']), jax.device_get(fixed))
-  with open(os.path.join(workdir, 'train_summary.json'), 'w') as f:
+  summary = os.path.join(workdir, 'train_summary.json')
+  with open(summary + '.tmp', 'w') as f:       # atomic: sweeps read it to skip finished runs
     json.dump({'steps': int(state['step']), 'compilations': len(train_step.traces),
                'buckets_used': len({str(s) for s in train_step.traces}),
                'skipped_nonfinite': int(state['skipped']), **history},
               f, indent=1, default=float)
+  os.replace(summary + '.tmp', summary)
   return variables, stats, history
 
 

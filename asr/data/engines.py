@@ -11,7 +11,7 @@ Every call is deterministic: the prosody of an utterance is fixed by its seed, a
 with its noise scales at 0 (its onnx graph draws unseeded noise otherwise).
 
   python -m asr.data.engines --list [--engine_dir=DIR]
-  python -m asr.data.engines --pack=DIR
+  python -m asr.data.engines --pack=DIR [--pack_engines=flite,espeak,festival]
 """
 import dataclasses
 import functools
@@ -344,14 +344,18 @@ def _shared_libs(binary: str) -> list[str]:
   return libs
 
 
-def pack(dest: str) -> list[str]:
-  """Copies flite, espeak-ng and festival (binaries, libraries, data) into `dest`."""
+def pack(dest: str, engines=tuple(BINARIES)) -> list[str]:
+  """Copies flite, espeak-ng and festival (binaries, libraries, data) into `dest`.
+
+  Sizes: flite 27 MB, espeak-ng 24 MB, festival 41 MB."""
   root = pathlib.Path(dest)
   (root / 'bin').mkdir(parents=True, exist_ok=True)
   (root / 'lib').mkdir(exist_ok=True)
   (root / 'share').mkdir(exist_ok=True)
   packed = []
   for engine, binary_name in BINARIES.items():
+    if engine not in engines:
+      continue
     binary = shutil.which(binary_name)
     if binary is None:
       print(f'pack: {binary_name} not found, skipped')
@@ -382,9 +386,11 @@ def main(argv=None):
   parser.add_argument('--engine_dir', default=None)
   parser.add_argument('--pack', default=None, metavar='DIR',
                       help='copy the installed engines into DIR, for --engine_dir elsewhere')
+  parser.add_argument('--pack_engines', default=','.join(BINARIES),
+                      help='which engines --pack copies (comma-separated)')
   args = parser.parse_args(argv)
   if args.pack:
-    packed = pack(args.pack)
+    packed = pack(args.pack, tuple(args.pack_engines.split(',')))
     print(f'packed {packed} into {args.pack}; use --engine_dir={args.pack}')
   if args.list or not args.pack:
     env = engine_env(args.engine_dir)

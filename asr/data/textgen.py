@@ -18,7 +18,6 @@ import os
 import pathlib
 import re
 
-import numpy as np
 
 from asr import text
 

@@ -62,7 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 16
   c.train.steps = 300
-  c.train.lr = 2e-3
+  c.train.lr = 5e-3            # small LSTM RNN-Ts learn far faster at 5e-3 than 2e-3 (measured)
   c.train.final_lr_ratio = 0.05
   c.train.warmup_steps = 50
   c.train.clip = 5.0
