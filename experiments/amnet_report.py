@@ -115,4 +115,4 @@ def _routing_plot(rows, details, root):
   report.routing_still(np.asarray(mel[0]), np.asarray(row['route']).argmax(-1),
                        [b.name for b in enc.branches], 1000 * np.asarray(row['backlog']),
                        enc.routing.hop, os.path.join(root, 'amnet_routing.png'),
-                       f'{amnets[0]}: "{row["ref"]}"')
+                       f'{amnets[0]}: "{row["ref"][:60]}"')

@@ -114,7 +114,7 @@ def run(cfg, root: str, log=print) -> list[dict]:
 
 def write(rows, cfg, root: str, wall_seconds: float):
   d = cfg.diffs
-  notes = (f'Package bytes are the update files\' sizes ({d.value_dtype} values, zlib); "% of "'
+  notes = (f'Package bytes are the update files\' sizes ({d.value_dtype} values, zlib); "% of '
            f'full" compares them with the whole model serialised the same way. WER on each '
            f'update\'s new-domain test split (held-out voices) and on the base domain\'s '
            f'(forgetting), after applying the package on the device side. Corpus '
