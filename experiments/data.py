@@ -1,4 +1,5 @@
 """Config -> in-memory bucketed splits (`asr.data.batching.Dataset`) from the configured source."""
+from asr import features
 from asr.data import batching
 
 
@@ -26,7 +27,9 @@ def buckets(cfg) -> batching.Buckets:
 
 
 def load_split(cfg, split: str, log=print) -> batching.Dataset:
-  dataset = batching.Dataset(source(cfg, split, log), buckets(cfg), name=split)
+  ctc = features.frame_seconds(cfg.frontend) if cfg.model.ctc_weight > 0 else None
+  dataset = batching.Dataset(source(cfg, split, log), buckets(cfg), name=split,
+                             ctc_frame_seconds=ctc)
   log(f'{split}: {len(dataset)} utterances, {dataset.seconds() / 3600:.2f} h; '
       + dataset.skipped.summary(split))
   return dataset

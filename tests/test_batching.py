@@ -54,3 +54,11 @@ def test_order_is_a_pure_function_of_seed_and_step():
     batch = a.train_batch(step, 4, 7)
     seen += [tuple(row[:50]) for row, w in zip(batch['audio'], batch['weights']) if w]
   assert len(seen) == 12
+
+
+def test_ctc_impossible_labels_are_skipped():
+  ex = [{'audio': np.ones(16000, np.int16), 'transcript': 'ab' * 10, 'id': 'ok'},
+        {'audio': np.ones(3200, np.int16), 'transcript': 'aabb' * 5, 'id': 'too_many'}]
+  data = batching.Dataset(ex, batching.Buckets((2.0,), 25.0), ctc_frame_seconds=0.03)
+  assert data.ids == ['ok'] and 'too_many' in data.skipped.summary()
+  assert 'CTC' in data.skipped.summary()

@@ -53,6 +53,9 @@ def test_two_updates_ship_packages_the_device_can_apply(base, tmp_path, method):
       assert info['stored_values'] == budget.entries     # exactly the budget
     assert info['bytes'] < 0.2 * full_bytes
     device = info['params']
+  # the chain applied out of order (update 2 straight onto the base) is refused
+  with pytest.raises(package.PackageError, match='is for base'):
+    package.apply(info['package'], base_params)
   # a finished update is read back, not retrained
   again = chain.run_update(ucfg, workdir, model, method, None, budget, None, '', 2)
   assert again['bytes'] == info['bytes']

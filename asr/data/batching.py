@@ -55,8 +55,13 @@ class Skipped:
 class Dataset:
   """A split held in memory as int16 audio + token ids, assigned to length buckets."""
 
-  def __init__(self, source, buckets: Buckets, tokenizer=None, name: str = 'split'):
+  def __init__(self, source, buckets: Buckets, tokenizer=None, name: str = 'split',
+               ctc_frame_seconds: float | None = None):
+    """ctc_frame_seconds: when training with CTC, the encoder frame duration; an example whose
+    labels (plus a blank between repeats) outnumber its encoder frames cannot be aligned by
+    CTC and is skipped."""
     self.buckets = buckets
+    self.ctc_frame_seconds = ctc_frame_seconds
     self.tokenizer = tokenizer or text_lib.CharTokenizer()
     self.name = name
     self.audio, self.labels, self.ids, self.transcripts, self.bucket = [], [], [], [], []
@@ -79,6 +84,11 @@ class Dataset:
       ids = self.tokenizer.encode(transcript)
     except text_lib.TranscriptError:
       return self.skipped.add('transcript outside the alphabet', example_id)
+    if self.ctc_frame_seconds:
+      frames = int(audio.size / SAMPLE_RATE / self.ctc_frame_seconds)
+      repeats = sum(a == b for a, b in zip(ids, ids[1:]))
+      if len(ids) + repeats > frames:
+        return self.skipped.add('more CTC labels than encoder frames', example_id)
     fits = [b for b in range(len(self.buckets.seconds))
             if audio.size <= self.buckets.samples(b) and len(ids) <= self.buckets.max_labels(b)]
     if not fits:
