@@ -63,3 +63,16 @@ def test_validate_names_the_key(key, value, message):
 def test_load_config_refuses_unknown_override():
   with pytest.raises(validate.ConfigError, match='train.nope'):
     sweep_lib.load_config(f'{ROOT}/experiments/configs/tiny_rnnt.py', {'train.nope': 1})
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('diffs.budgets', '0.0,0.1', 'diffs.budgets'),
+    ('diffs.budgets', '1.5', 'diffs.budgets'),
+    ('diffs.methods', 'sparse,zip', 'diffs.methods'),
+    ('model.encoder.branches', 'slow:dense,fast:sparse:1.5', 'branches'),
+    ('model.encoder.loss_variant', 'latency', 'loss_variant'),
+])
+def test_method_sections_are_validated(key, value, message):
+  spec = 'diffs.py' if key.startswith('diffs') else 'amnet.py:amnet_sparse'
+  with pytest.raises(validate.ConfigError, match=message):
+    sweep_lib.load_config(f'{ROOT}/experiments/configs/{spec}', {key: value})
