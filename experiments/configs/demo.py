@@ -1,7 +1,8 @@
 """`make demo`: both halves of the article at tiny sizes on the `small` corpus, on a CPU.
 
 Rows: full (dense AmNet with one branch), factorized (a static compressed baseline at half the
-FLOPs), amnet (slow dense + fast sparse branch, latency-aware loss) and, for the diffs, the
+FLOPs), amnet (slow dense + fast sparse branch, latency-aware loss), amnet_nolat (the same
+without the latency term) and, for the diffs, the
 full model as the deployed base with two consecutive sparse-diff updates at a 10% budget.
 
   make demo            # = python launch.py --mode=demo --workdir=workdirs/demo
@@ -40,7 +41,8 @@ def get_config(row: str = 'full'):
     c.diffs.steps_per_update = 150
     c.diffs.prune_epochs = 1
     return c
-  source = {'full': 'full', 'factorized': 'factorized', 'amnet': 'amnet_sparse'}
+  source = {'full': 'full', 'factorized': 'factorized', 'amnet': 'amnet_sparse',
+            'amnet_nolat': 'amnet_sparse_nolat'}
   if row not in source:
     raise ValueError(f'demo.py: unknown row {row!r}; one of {sorted(source) + ["diffs"]}')
   c = _shrink(amnet.get_config(source[row]))

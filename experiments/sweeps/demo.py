@@ -10,4 +10,6 @@ def get_sweep(root: str):
            overrides={'model.encoder.init_from': '{root}/full'}),
       dict(name='amnet', config=f'{CONFIG}:amnet',
            overrides={'model.encoder.init_from': '{root}/full'}),
+      dict(name='amnet_nolat', config=f'{CONFIG}:amnet_nolat',
+           overrides={'model.encoder.init_from': '{root}/full'}),
   ])
