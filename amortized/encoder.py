@@ -19,7 +19,6 @@ The temperature of the arbitrator's softmax anneals from `temperature_start` to
 """
 import dataclasses
 import functools
-import math
 
 import flax.linen as nn
 import jax

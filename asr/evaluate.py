@@ -6,7 +6,6 @@ Decoding is frame-synchronous greedy by default (the streaming decoder), or beam
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from asr import features

@@ -46,8 +46,7 @@ class Progress:
     self.t0 = time.perf_counter()
     self.tty = sys.stdout.isatty() and log is print
 
-  def update(self, step: int, loss: float, step_seconds: float):
-    del step_seconds
+  def update(self, step: int, loss: float):
     elapsed = time.perf_counter() - self.t0
     rate = (step - self.start) / max(elapsed, 1e-9)
     eta = (self.total - step) / max(rate, 1e-9)

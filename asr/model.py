@@ -9,7 +9,6 @@ The joint is additive: `logits = W_out tanh(W_enc enc_t + W_pred pred_u)`. `enco
 encoder output already projected by `W_enc`, so decoding does the cheap half per symbol only.
 """
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from asr import lstm

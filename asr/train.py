@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import signal
-import time
 from typing import Any, Callable
 
 import jax
@@ -240,7 +239,6 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
         state = dict(state, trainable=replicate(trainable_host, mesh))
         fixed = replicate(fixed_host, mesh)
       batch = shard_batch(train_data.train_batch(step, tcfg.batch_size, cfg.seed), mesh)
-      t0 = time.perf_counter()
       state, metrics = train_step(state, fixed, batch, stats_dev)
       if tcfg.nan_policy == 'stop' and not bool(metrics['finite']):
         raise NonFiniteError(
@@ -253,7 +251,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
                       skipped_nonfinite=int(state['skipped']))
         writer.write('train', record)
         history['train'] = record
-        progress.update(step + 1, record['loss'], time.perf_counter() - t0)
+        progress.update(step + 1, record['loss'])
       done = step + 1 == tcfg.steps
       if preempt.requested:
         ckpt.save(step + 1, {'state': state, 'fixed': fixed}, meta(step + 1), force=True)

@@ -49,8 +49,8 @@ def test_streaming_equals_offline_hard_routing(branches):
     np.testing.assert_allclose(ys[0], y[row, :n], atol=1e-5)
     np.testing.assert_array_equal(info['route'], aux['route'][row, :n].argmax(-1))
     np.testing.assert_allclose(info['upl'], aux['upl'][row], rtol=1e-5)
-  # the routing is not trivial at init on random input: both decisions occur somewhere
-  assert len(np.unique(np.asarray(aux['route'][0].argmax(-1)))) >= 1
+  # the check above is only meaningful if routing switches between branches inside a row
+  assert len(np.unique(np.asarray(aux['route'][0, :18].argmax(-1)))) > 1
 
 
 def test_one_branch_dense_amnet_is_the_plain_lstm_encoder():
@@ -106,7 +106,7 @@ def test_gradual_pruning_reaches_the_budget_per_matrix():
     trainable, fixed = param.on_epoch(epoch, trainable, fixed)
     leaves = jax.tree_util.tree_leaves(fixed['masks']['encoder']['branches']['fast'])
     densities.append(np.mean([l.mean() for l in leaves]))
-    for mask, path in zip(leaves, range(len(leaves))):
+    for mask in leaves:
       assert set(np.unique(mask)) <= {0.0, 1.0}
   assert densities[0] == pytest.approx(1.0)
   assert all(a >= b for a, b in zip(densities, densities[1:]))

@@ -5,7 +5,6 @@ import jax
 import numpy as np
 import pytest
 
-from asr import frontend
 from asr import train as train_lib
 from diffs import chain
 from diffs import package

@@ -1,6 +1,5 @@
 """The one train loop: loss falls, resume continues, compilations = buckets, NaN handling."""
 import json
-import os
 import shutil
 
 import jax

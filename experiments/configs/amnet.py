@@ -58,8 +58,8 @@ def get_config(row: str = 'full'):
   c.model.encoder.backlog_threshold = 0.06     # two encoder frames of pending audio
   c.model.encoder.anneal_steps = 1500
   c.model.encoder.prune_epochs = 3
-  if row != 'full' and row in ('pruned', 'factorized') or row.startswith('amnet'):
-    c.train.steps = 2000                       # fine-tuning from the full model
+  if row != 'full':                            # fine-tuning from the full model
+    c.train.steps = 2000
     c.train.warmup_steps = 100
   for key, value in ROWS[row].items():
     c.model.encoder[key] = value
