@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 WORKDIR ?= workdirs/demo
 
-.PHONY: setup demo test reproduce
+.PHONY: setup demo test reproduce bench-reference
 
 setup:
 	@bash tools/setup.sh
@@ -21,3 +21,8 @@ reproduce: setup
 	$(PY) launch.py --sweep=experiments/sweeps/amnet_full.py --workdir=workdirs/amnet_full
 	$(PY) launch.py --sweep=experiments/sweeps/amnet_full.py --workdir=workdirs/amnet_full --mode=report
 	$(PY) launch.py --config=experiments/configs/diffs.py:full --workdir=workdirs/diffs_full --mode=diffs
+
+# Speed side by side with PyTorch (benchmark only: torch is not a dependency of the code).
+bench-reference: setup
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) launch.py --mode=bench --config=experiments/configs/bench_reference.py:lstm_ctc --workdir=workdirs/bench_reference

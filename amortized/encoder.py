@@ -164,6 +164,7 @@ class AmNetEncoder(nn.Module):
   branches: tuple[BranchSpec, ...]
   arbitrator_hidden: int
   routing: RoutingConfig
+  lstm_impl: str = 'auto'    # one branch: asr.lstm.run_stack's impl (cuDNN on a GPU)
 
   def setup(self):
     self.branch_set = Branches(self.branches, self.input_dim, self.layers, self.units, self.proj,
@@ -234,6 +235,9 @@ class AmNetEncoder(nn.Module):
     routing = self.route(x, paddings, train=train, step=step)
     weights = self.branch_set()
     route = routing['route']
+    if len(self.branches) == 1:            # a baseline: no mixing, the fastest stack path
+      x = lstm.run_stack(weights[0], x, paddings, self.lstm_impl)
+      return x, paddings, self._aux(routing, paddings, step)
     for layer in range(self.layers):
       layer_w = [w[layer] for w in weights]
       x = _routed_layer(layer_w, x, paddings, route, self.units, self.proj)
@@ -353,4 +357,4 @@ def from_config(cfg, input_dim: int, hop: float) -> AmNetEncoder:
       extra_frame_flops=e.extra_frame_flops)
   return AmNetEncoder(input_dim=input_dim, layers=e.layers, units=e.units, proj=e.proj,
                       branches=parse_branches(e.branches), arbitrator_hidden=e.arbitrator_hidden,
-                      routing=routing)
+                      routing=routing, lstm_impl=e.lstm_impl)

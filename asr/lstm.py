@@ -11,6 +11,11 @@ Each layer's input projection does not depend on the recurrent state, so it is c
 whole sequence in one matrix product before the scan ("hoisting"); the scan only does the
 recurrent product and the cell. The routed AmNet encoder (`amortized/`) reuses these pieces.
 
+A stack of dense layers without projection can instead run as one cuDNN call
+(`jax.experimental.rnn.lstm`, GPU only): `run_stack` picks it with `impl='auto'` on a GPU. Its
+gate order (i, f, g, o) is ours; the packing is tested on CPU against `jax.experimental.rnn`'s
+reference implementation, which runs anywhere.
+
 Layer math (asr/flops.py counts exactly this):
   gates = x @ W_x + b + y_prev @ W_h       (4H)
   i, f, g, o = split(gates)
@@ -23,6 +28,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from asr import recurrence
 
 Array = jax.Array
 KINDS = ('dense', 'sparse', 'factorized')
@@ -72,9 +79,9 @@ def matmul(weights: dict[str, Array], x: Array) -> Array:
 
 def lstm_cell(gates: Array, c: Array) -> tuple[Array, Array]:
   """The LSTM nonlinearity: gates [..., 4H] and cell state c [..., H] -> (h, c)."""
-  i, f, g, o = jnp.split(gates, 4, axis=-1)
-  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  return jax.nn.sigmoid(o) * jnp.tanh(c), c
+  i, f, g, o = jnp.split(recurrence.gate_activations(gates), 4, axis=-1)
+  c = f * c + i * g
+  return o * jnp.tanh(c), c
 
 
 def forget_bias_init(units: int, value: float = 1.0):
@@ -145,6 +152,97 @@ def run_lstm(w, gx: Array, paddings: Array, state):
   return jnp.swapaxes(ys, 0, 1), state
 
 
+IMPLS = ('auto', 'scan', 'cudnn')
+
+
+def cudnn_applies(layer_weights) -> bool:
+  """cuDNN's LSTM has dense weights and (in jax's wrapper) no output projection."""
+  return all(set(w) == {'wx', 'wh', 'bias'} and 'kernel' in w['wx'] and 'kernel' in w['wh']
+             for w in layer_weights)
+
+
+def use_cudnn(impl: str, layer_weights) -> bool:
+  if impl not in IMPLS:
+    raise ValueError(f'model.encoder.lstm_impl={impl!r} is not one of {IMPLS}')
+  if impl == 'scan':
+    return False
+  applies = cudnn_applies(layer_weights)
+  if impl == 'cudnn':
+    if not applies or jax.default_backend() != 'gpu':
+      raise ValueError('model.encoder.lstm_impl=cudnn needs a GPU and dense layers without '
+                       f'projection (backend {jax.default_backend()!r}); use auto or scan')
+    return True
+  return applies and jax.default_backend() == 'gpu'
+
+
+def cudnn_weights(layer_weights) -> Array:
+  """Our layers' weights in cuDNN's flat layout: every layer's W_ih [4H, D], W_hh [4H, H], then
+  every layer's b_ih, b_hh (our one bias is b_ih; b_hh is zero)."""
+  mats, biases = [], []
+  for w in layer_weights:
+    mats += [w['wx']['kernel'].T.reshape(-1), w['wh']['kernel'].T.reshape(-1)]
+    biases += [w['bias'], jnp.zeros_like(w['bias'])]
+  return jnp.concatenate(mats + biases)
+
+
+def run_cudnn_stack(layer_weights, x: Array, paddings: Array, lstm_fn=None) -> Array:
+  """The whole dense stack in one fused call; padded frames (a suffix) output zeros.
+
+  `lstm_fn` has the signature of `jax.experimental.rnn.lstm` (the default, GPU only); tests pass
+  the reference implementation to check the packing on CPU.
+  """
+  if lstm_fn is None:
+    from jax.experimental import rnn  # pylint: disable=g-import-not-at-top
+    lstm_fn = rnn.lstm
+  batch, _, input_dim = x.shape
+  units = layer_weights[0]['wh']['kernel'].shape[0]
+  layers = len(layer_weights)
+  zeros = jnp.zeros((layers, batch, units), x.dtype)
+  # an all-padding row (batch filler) still gets one frame: cuDNN wants lengths >= 1
+  lengths = jnp.maximum(jnp.sum(paddings < 0.5, axis=1), 1).astype(jnp.int32)
+  y, _, _ = lstm_fn(x, zeros, zeros, cudnn_weights(layer_weights), lengths,
+                    input_size=input_dim, hidden_size=units, num_layers=layers, dropout=0.0,
+                    bidirectional=False)
+  return jnp.where(paddings[..., None] > 0, 0.0, y)
+
+
+def _out_features(weights: dict[str, Array]) -> int:
+  return (weights['kernel'] if 'kernel' in weights else weights['b']).shape[-1]
+
+
+def fused_applies(layer_weights) -> bool:
+  """`asr.recurrence` needs a plain recurrent kernel (dense, or sparse: kernel * mask)."""
+  return all('kernel' in w['wh'] and 'wp' not in w for w in layer_weights)
+
+
+def run_stack(layer_weights, x: Array, paddings: Array, impl: str = 'auto') -> Array:
+  """A stack of layers from zero state -> outputs [B, T, H], zeros at padded frames.
+
+  cuDNN where it applies on a GPU; else, for plain kernels, time-major hoisted projections and
+  `asr.recurrence` (hand-written backward); else masked scans. Paddings must be a suffix of
+  each row (as batching makes them): the first two paths run through padded frames and zero
+  them at the end, which leaves the valid outputs and all gradients unchanged.
+  """
+  if use_cudnn(impl, layer_weights):
+    return run_cudnn_stack(layer_weights, x, paddings)
+  if fused_applies(layer_weights):
+    x = jnp.swapaxes(x, 0, 1)                                  # time-major for the whole stack
+    for w in layer_weights:
+      x = recurrence.recurrence(w['wh']['kernel'], matmul(w['wx'], x) + w['bias'])
+    return jnp.where(paddings[..., None] > 0, 0.0, jnp.swapaxes(x, 0, 1))
+  return run_masked_scans(layer_weights, x, paddings)
+
+
+def run_masked_scans(layer_weights, x: Array, paddings: Array) -> Array:
+  """Layer by layer with `run_lstm` (autodiff; any weight kind, projections included)."""
+  for w in layer_weights:
+    units = _out_features(w['wh']) // 4
+    proj = _out_features(w['wp']) if 'wp' in w else 0
+    state = zero_state(x.shape[0], units, proj, x.dtype)
+    x, _ = run_lstm(w, matmul(w['wx'], x) + w['bias'], paddings, state)
+  return x
+
+
 class LSTMEncoder(nn.Module):
   """A stack of `LSTMLayer`s: the dense (or uniformly compressed) single encoder."""
   layers: int
@@ -152,12 +250,12 @@ class LSTMEncoder(nn.Module):
   proj: int = 0
   kind: str = 'dense'
   budget: float = 1.0
+  impl: str = 'auto'      # IMPLS: cuDNN on a GPU where it applies, else scans
 
   @nn.compact
   def __call__(self, x: Array, paddings: Array, *, train: bool = False, step=None):
     del train, step   # same signature as the routed encoder, which uses them
-    for i in range(self.layers):
-      layer = LSTMLayer(x.shape[-1], self.units, self.proj, self.kind, self.budget,
-                        name=f'layer_{i}')
-      x, _ = layer(x, paddings)
-    return x, paddings, {}
+    dims = [x.shape[-1]] + [self.proj or self.units] * (self.layers - 1)
+    weights = [LSTMLayer(d, self.units, self.proj, self.kind, self.budget,
+                         name=f'layer_{i}').weights() for i, d in enumerate(dims)]
+    return run_stack(weights, x, paddings, self.impl), paddings, {}

@@ -11,6 +11,9 @@ Prints one JSON line per figure, then a table:
   - streaming inference on one CPU thread (`experiments.stream_timing`): real-time factor of each
     branch alone and of the AmNet with its routing.
 Synthetic batches of the largest bucket are used, so no corpus is needed.
+
+With `bench.reference` set, it times that comparison with PyTorch instead
+(`experiments/reference.py`).
 """
 import json
 import resource
@@ -27,6 +30,7 @@ from asr import train as train_lib
 from asr.data import batching
 from experiments import data as data_lib
 from experiments import models
+from experiments import reference
 from experiments import stream_timing
 
 
@@ -141,6 +145,11 @@ def _with_branches(cfg, branches: str):
 def run(cfg, workdir: str, **_):
   del workdir
   rows = []
+  if cfg.bench.reference:          # a comparison with PyTorch is a benchmark of its own
+    for record in reference.figures(cfg):
+      _emit(record, rows)
+    _print_table(rows)
+    return rows
   main = train_step_figures(cfg, 'config')
   _emit(main, rows)
   enc = cfg.model.encoder
@@ -184,6 +193,12 @@ def _print_table(rows):
     elif r['figure'] == 'loss':
       print(f"| RNN-T loss fwd+bwd {r['shape']} | {r['variant']} | {1000 * r['step_s']:.1f} ms, "
             f"temp {r['temp_memory_mb']:.1f} MB |")
+    elif r['figure'] == 'reference' and 'skipped' in r:
+      print(f"| {r['model']} step | {r['side']} | skipped: {r['skipped']} |")
+    elif r['figure'] == 'reference':
+      where = r.get('device', r.get('backend'))
+      print(f"| {r['model']} step | {r['side']} ({where}) | {1000 * r['step_s']:.1f} ms"
+            + (f" (compile {r['compile_s']:.1f} s)" if 'compile_s' in r else '') + ' |')
     elif r['figure'] == 'streaming':
       print(f"| streaming, 1 CPU thread | {r['model']} | RTF {r['rtf_one_thread']:.4f} "
             f"({r['vs_first']:.2f}x the first) |")

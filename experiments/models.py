@@ -9,7 +9,7 @@ def build_encoder(cfg):
   e = cfg.model.encoder
   if e.name == 'lstm':
     return lstm.LSTMEncoder(layers=e.layers, units=e.units, proj=e.proj, kind=e.kind,
-                             budget=e.budget)
+                             budget=e.budget, impl=e.lstm_impl)
   if e.name == 'amnet':
     from amortized import encoder as amnet  # pylint: disable=g-import-not-at-top
     return amnet.from_config(cfg, features.feature_dim(cfg.frontend),

@@ -2,6 +2,7 @@
 
 Everything is checked before any work starts, and each error names the key.
 """
+from asr import lstm
 
 
 class ConfigError(ValueError):
@@ -31,6 +32,10 @@ def check(cfg):
            f'{enc.kind!r} is not one of dense, sparse, factorized')
   _require(0 < enc.budget <= 1, 'model.encoder.budget',
            f'{enc.budget} must be in (0, 1]: a fraction of the dense FLOPs')
+  _require(enc.lstm_impl in lstm.IMPLS, 'model.encoder.lstm_impl',
+           f'{enc.lstm_impl!r} is not one of {lstm.IMPLS}')
+  _require(cfg.bench.reference in ('', 'lstm_ctc', 'rnnt', 'rnnt_loss'), 'bench.reference',
+           f'{cfg.bench.reference!r} is not one of lstm_ctc, rnnt, rnnt_loss (or empty)')
   _require(m.ctc_weight >= 0, 'model.ctc_weight', 'must be >= 0')
   _require(t.steps >= 1, 'train.steps', 'must be >= 1')
   _require(t.batch_size >= 1, 'train.batch_size', 'must be >= 1')

@@ -69,3 +69,66 @@ def test_factorized_rank_respects_budget():
     r = lstm.factorized_rank(m, n, budget)
     assert r >= 1 and (r == 1 or 2 * r * (m + n) <= budget * 2 * m * n)
     assert 2 * (r + 1) * (m + n) > budget * 2 * m * n or r == min(m, n)
+
+
+def _reference_cudnn_lstm(x, h0, c0, weights, lengths, *, input_size, hidden_size, num_layers,
+                          dropout, bidirectional):
+  """`jax.experimental.rnn.lstm`'s signature over its CPU reference (cuDNN's own semantics)."""
+  from jax.experimental import rnn
+  w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(weights, input_size, hidden_size,
+                                                   num_layers, bidirectional)
+  return rnn.lstm_ref(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, input_size, hidden_size,
+                      num_layers, dropout, bidirectional)
+
+
+@pytest.mark.parametrize('path', ['fused', 'cudnn'])
+def test_stack_paths_match_autodiff_scans(path):
+  """The fused recurrence (hand-written backward) and the cuDNN packing (gate order, biases,
+  padding) give the outputs and gradients of autodiff through the masked per-layer scans."""
+  enc = lstm.LSTMEncoder(layers=3, units=8, impl='scan')
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 11, 5))
+  paddings = (np.arange(11)[None] >= np.array([11, 7, 3, 0])[:, None]).astype(np.float32)
+  params = enc.init(jax.random.PRNGKey(1), x, paddings)['params']
+  # non-zero biases in every gate, so a bias packed into the wrong slot shows
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, v: v + 0.3 * jax.random.normal(jax.random.PRNGKey(len(str(p))), v.shape)
+      if 'bias' in str(p) else v, params)
+  params['layer_1']['wh']['kernel'] *= np.random.default_rng(0).random((8, 32)) > 0.5  # sparse
+
+  def weights(p):
+    return [{'wx': {'kernel': p[f'layer_{i}']['wx']['kernel']},
+             'wh': {'kernel': p[f'layer_{i}']['wh']['kernel']},
+             'bias': p[f'layer_{i}']['bias']} for i in range(3)]
+
+  def run(p, which):
+    if which == 'reference':
+      return lstm.run_masked_scans(weights(p), x, paddings)
+    if which == 'fused':
+      return lstm.run_stack(weights(p), x, paddings, 'scan')
+    return lstm.run_cudnn_stack(weights(p), x, paddings, lstm_fn=_reference_cudnn_lstm)
+
+  y_ref, y = run(params, 'reference'), run(params, path)
+  np.testing.assert_allclose(y, y_ref, atol=1e-5)
+  assert np.all(np.asarray(y)[paddings > 0] == 0)
+  if path == 'fused':
+    np.testing.assert_allclose(enc.apply({'params': params}, x, paddings)[0], y, atol=1e-6)
+  loss = lambda which: lambda p: jnp.sum(jnp.sin(3 * run(p, which)))
+  g_ref, g = jax.grad(loss('reference'))(params), jax.grad(loss(path))(params)
+  for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(g_ref)):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_lstm_impl_choice():
+  dense = [{'wx': {'kernel': jnp.ones((4, 8))}, 'wh': {'kernel': jnp.ones((2, 8))},
+            'bias': jnp.zeros(8)}]
+  factorized = [{'wx': {'a': jnp.ones((4, 1)), 'b': jnp.ones((1, 8))},
+                 'wh': {'kernel': jnp.ones((2, 8))}, 'bias': jnp.zeros(8)}]
+  assert lstm.cudnn_applies(dense) and not lstm.cudnn_applies(factorized)
+  assert not lstm.use_cudnn('scan', dense)
+  assert lstm.use_cudnn('auto', dense) == (jax.default_backend() == 'gpu')
+  assert not lstm.use_cudnn('auto', factorized)
+  with pytest.raises(ValueError, match='lstm_impl'):
+    lstm.use_cudnn('fast', dense)
+  if jax.default_backend() != 'gpu':
+    with pytest.raises(ValueError, match='needs a GPU'):
+      lstm.use_cudnn('cudnn', dense)

@@ -38,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.encoder.proj = 0
   c.model.encoder.kind = 'dense'         # dense | sparse | factorized (name=lstm)
   c.model.encoder.budget = 1.0           # compressed kinds: fraction of dense FLOPs per matrix
+  c.model.encoder.lstm_impl = 'auto'     # auto (cuDNN on a GPU where it applies) | scan | cudnn
   # name=amnet: the branching encoder (amortized/encoder.py). One branch = a baseline.
   c.model.encoder.branches = 'main:dense'  # name:kind[:budget],...  e.g. slow:dense,fast:sparse:0.3
   c.model.encoder.arbitrator_hidden = 32
@@ -80,6 +81,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.bench.stream_utterances = 4
   c.bench.stream_seconds = 4.0
   c.bench.trained_workdir = ''            # time streaming with trained weights and test audio
+  # Side by side with PyTorch (experiments/reference.py): '' | lstm_ctc | rnnt | rnnt_loss.
+  c.bench.reference = ''
+  c.bench.reference_shape = ml_collections.ConfigDict(dict(
+      layers=4, units=320, input_dim=80, batch=16, frames=150, labels=40, vocab=29))
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 16

@@ -1,0 +1,30 @@
+"""Speed against PyTorch, side by side in one run (experiments/reference.py); no corpus needed.
+
+  # CPU: the issue's reference shape, 4 x LSTM-320 + CTC, batch 16 x 150 frames, Adam step
+  python launch.py --mode=bench --config=experiments/configs/bench_reference.py:lstm_ctc \
+      --workdir=workdirs/bench_reference
+  # GPU: the paper-sized RNN-T (5 x LSTM-640, batch 32 x 200 frames) against PyTorch cuDNN +
+  # torchaudio, and the RNN-T loss against torchaudio's
+  python launch.py --mode=bench --config=experiments/configs/bench_reference.py:rnnt ...
+  python launch.py --mode=bench --config=experiments/configs/bench_reference.py:rnnt_loss ...
+
+The PyTorch side needs `make bench-reference` (installs requirements-bench.txt). Measured
+figures, with the machine, are in README "Performance".
+"""
+from experiments.configs import common
+
+
+def get_config(kind: str = 'lstm_ctc'):
+  c = common.base_config()
+  c.bench.reference = kind
+  c.bench.steps = 20
+  c.bench.warmup = 3
+  if kind in ('rnnt', 'rnnt_loss'):
+    c.model.encoder.layers = 5
+    c.model.encoder.units = 640
+    c.model.pred_units = 320
+    c.model.joint_dim = 320
+    c.bench.reference_shape.update(input_dim=240, batch=32, frames=200, labels=32)
+    if kind == 'rnnt_loss':
+      c.bench.reference_shape.update(vocab=101)   # torchaudio measured: [32, 200, 101, 32]
+  return c
