@@ -2,7 +2,7 @@
 
   python launch.py --config=experiments/configs/tiny_rnnt.py --workdir=workdirs/tiny \
       [--mode=train|eval|transcribe|...] [--config.train.steps=500 ...]
-  python launch.py --sweep=experiments/sweeps/amnet_small.py --workdir=workdirs/amnet_small \
+  python launch.py --sweep=experiments/sweeps/amnet_cpu.py --workdir=workdirs/amnet_cpu \
       [--mode=train|report] [--sweep_print]
 
 A config file's docstring holds its exact command and expected result. Overrides of unknown keys

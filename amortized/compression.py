@@ -73,7 +73,8 @@ def dense_encoder_layers(source_params) -> list[dict]:
 
 
 def init_from_dense(variables, source_params):
-  """AmNet variables with every branch, the predictor and the joint taken from a dense model."""
+  """AmNet variables with every branch, the predictor, the joint (and a CTC head both have)
+  taken from a dense model."""
   params = jax.tree_util.tree_map(np.asarray, variables['params'])
   source = jax.tree_util.tree_map(np.asarray, source_params)
   layers = dense_encoder_layers(source)
@@ -95,8 +96,9 @@ def init_from_dense(variables, source_params):
           dst[m]['kernel'] = w
         else:
           dst[m]['a'], dst[m]['b'] = svd_factors(w, dst[m]['a'].shape[1])
-  for part in ('predictor', 'joint'):
-    params[part] = source[part]
+  for part in ('predictor', 'joint', 'ctc_head'):
+    if part in params and part in source:
+      params[part] = source[part]
   return {**variables, 'params': params}
 
 

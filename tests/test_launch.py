@@ -30,7 +30,7 @@ def test_bad_overrides_fail_before_any_work(tmp_path, override, message):
 
 
 def test_sweep_print_lists_one_command_per_point(tmp_path):
-  out = _launch('--sweep=experiments/sweeps/amnet_small.py', f'--workdir={tmp_path}', '--sweep_print')
+  out = _launch('--sweep=experiments/sweeps/amnet_cpu.py', f'--workdir={tmp_path}', '--sweep_print')
   assert out.returncode == 0, out.stderr
   lines = out.stdout.strip().splitlines()
   assert len(lines) == 7 and all(l.startswith('python launch.py --config=') for l in lines)

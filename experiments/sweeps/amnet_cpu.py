@@ -1,8 +1,8 @@
 """The AmNet table on the `small` corpus (CPU-sized): every row of configs/amnet.py.
 
-  python launch.py --sweep=experiments/sweeps/amnet_small.py --workdir=workdirs/amnet_small
-  python launch.py --mode=report --sweep=experiments/sweeps/amnet_small.py \
-      --workdir=workdirs/amnet_small
+  python launch.py --sweep=experiments/sweeps/amnet_cpu.py --workdir=workdirs/amnet_cpu
+  python launch.py --mode=report --sweep=experiments/sweeps/amnet_cpu.py \
+      --workdir=workdirs/amnet_cpu
 """
 from experiments.configs import amnet
 
