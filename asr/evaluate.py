@@ -2,16 +2,21 @@
 
 Decoding is frame-synchronous greedy by default (the streaming decoder), or beam search when
 `cfg.eval.beam_width > 1`. Encoding and greedy decoding are jit-compiled per bucket shape.
+Besides WER/CER, the result holds `emission_position` (asr/rnnt/alignment.py) of the first
+batch: near 0 means the model emits every label at the first frames, an LM that ignores audio.
 """
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from asr import features
 from asr import metrics as metrics_lib
+from asr import rnnt
 from asr import text as text_lib
 from asr.data import batching
+from asr.rnnt import alignment
 from asr.rnnt import decode
 
 
@@ -23,6 +28,20 @@ class Evaluator:
     self.tokenizer = text_lib.CharTokenizer()
     self._encode = jax.jit(self._encode_impl)
     self._greedy = jax.jit(self._greedy_impl)
+    self._position = jax.jit(self._position_impl)
+
+  def _position_impl(self, variables, stats, batch):
+    """Mean emission position of the reference labels under the model (asr.rnnt.alignment)."""
+    feats, pads = features.featurize(batch['audio'], batch['audio_paddings'], self.cfg.frontend,
+                                     stats)
+    out = self.model.apply(variables, feats, pads, batch['labels'], batch['label_paddings'])
+    blank, label = rnnt.gather_logprobs(out['logits'], batch['labels'])
+    occupancy = alignment.label_occupancy(blank, label, out['enc_paddings'],
+                                          batch['label_paddings'])
+    position = alignment.emission_position(occupancy, out['enc_paddings'],
+                                           batch['label_paddings'])
+    weights = batch['weights'] * (batch['label_paddings'] < 0.5).any(1)
+    return (position * weights).sum() / jnp.maximum(weights.sum(), 1.0)
 
   def _encode_impl(self, variables, stats, audio, audio_paddings):
     feats, pads = features.featurize(audio, audio_paddings, self.cfg.frontend, stats)
@@ -57,8 +76,10 @@ class Evaluator:
     encoder's aux outputs for its valid frames (e.g. an AmNet's per-frame routing)."""
     limit = limit if limit is not None else self.cfg.eval.max_utterances
     error_rate = metrics_lib.ErrorRate()
-    rows = []
+    rows, position = [], None
     for batch, indices in dataset.eval_batches(self.cfg.eval.batch_size, limit=limit or None):
+      if position is None:     # one batch is enough to see where emissions sit
+        position = float(self._position(variables, stats, batch))
       texts, aux, enc_pads = self.transcribe_batch(variables, stats, batch)
       if return_rows:
         aux, enc_pads = jax.device_get((aux, enc_pads))
@@ -70,6 +91,8 @@ class Evaluator:
                        'seconds': dataset.audio[i].size / batching.SAMPLE_RATE,
                        **_row_aux(aux, row, enc_pads[row])})
     result = {k: float(v) for k, v in error_rate.result().items()}
+    if position is not None:
+      result['emission_position'] = position
     return (result, rows) if return_rows else result
 
 

@@ -27,8 +27,7 @@ def evaluate_row(point, cfg, log=print) -> tuple[dict, dict]:
   test = data_lib.load_split(cfg, cfg.data.eval_split, log=lambda *_: None)
   variables, stats = train_lib.load_trained(cfg, point['workdir'], model, test)
   from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  result, rows = evaluate_lib.Evaluator(model, cfg)(variables, test, stats, limit=0,
-                                                    return_rows=True)
+  result, rows = evaluate_lib.Evaluator(model, cfg)(variables, test, stats, return_rows=True)
   enc = model.encoder
   names = [b.name for b in enc.branches]
   summary = analysis.routing_summary(rows, enc.branch_costs(), names, enc.routing.rate,
@@ -74,10 +73,12 @@ def write(sweep: dict, root: str, log=print) -> str:
     r['stream_time_vs_full'] = r['stream_rtf'] / full['stream_rtf']
   cfg0 = details[rows[0]['name']]['cfg']
   enc0 = details[rows[0]['name']]['model'].encoder
+  subset = (f'the first {cfg0.eval.max_utterances} utterances of ' if cfg0.eval.max_utterances
+            else '')
   notes = (f'Simulated device: {enc0.routing.rate / 1e6:.1f} MFLOP/s single thread, one encoder '
            f'frame every {enc0.routing.hop * 1000:.0f} ms (the full model at '
-           f'{cfg0.model.encoder.full_model_rtf:g}x real time). WER on `{cfg0.data.eval_split}` '
-           f'(held-out voices) of corpus `{cfg0.data.corpus}`. Streaming time: the '
+           f'{cfg0.model.encoder.full_model_rtf:g}x real time). WER on {subset}'
+           f'`{cfg0.data.eval_split}` (held-out voices) of corpus `{cfg0.data.corpus}`. Streaming time: the '
            f'{STREAM_UTTERANCES} longest test utterances streamed frame by frame (only the '
            f'chosen branch runs) on one CPU thread, every row in the same process, side by side.')
   columns = [('name', 'row'), ('branches', 'branches'), ('latency_loss', 'latency term'),

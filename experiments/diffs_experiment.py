@@ -44,10 +44,12 @@ def train_base(cfg, root: str, model, log=print) -> str:
   return workdir
 
 
-def _evaluate(evaluator, params, dataset, stats, cache: str, key: str) -> float:
+def _evaluate(evaluator, params, dataset, stats, cache: str, key: str, limit: int) -> dict:
+  """{'wer', 'cer'} in %, read back from `cache` when this key was evaluated before."""
   results = json.load(open(cache)) if os.path.exists(cache) else {}
-  if key not in results:
-    results[key] = evaluator({'params': params}, dataset, stats, limit=0)['wer']
+  if not isinstance(results.get(key), dict):
+    out = evaluator({'params': params}, dataset, stats, limit=limit or len(dataset))
+    results[key] = {'wer': 100 * out['wer'], 'cer': 100 * out['cer']}
     with open(cache + '.tmp', 'w') as f:
       json.dump(results, f)
     os.replace(cache + '.tmp', cache)
@@ -70,12 +72,17 @@ def run(cfg, root: str, log=print) -> list[dict]:
   sources = {name: data_lib.source(cfg, f'{name}_train', quiet) for name in tests}
   ucfg = update_config(cfg)
   full_bytes = package.full_model_bytes(base_params, d.value_dtype)
+  limit = d.eval_utterances
+
+  def scores(params, new, cache):
+    new_domain = _evaluate(evaluator, params, tests[new], stats, cache, new, limit)
+    base = _evaluate(evaluator, params, tests['base'], stats, cache, 'base', limit)
+    return {'wer_new': new_domain['wer'], 'cer_new': new_domain['cer'],
+            'wer_base': base['wer'], 'cer_base': base['cer']}
+
   rows = [{'method': 'base model', 'budget': '-', 'update': 0, 'bytes': full_bytes,
            'pct_full': 100.0,
-           'wer_new': 100 * _evaluate(evaluator, base_params, tests['update_1'], stats,
-                                      os.path.join(base_dir, 'eval.json'), 'update_1'),
-           'wer_base': 100 * _evaluate(evaluator, base_params, tests['base'], stats,
-                                       os.path.join(base_dir, 'eval.json'), 'base')}]
+           **scores(base_params, 'update_1', os.path.join(root, 'base_eval.json'))}]
   log(f'base model: WER base {rows[0]["wer_base"]:.2f}%, update_1 (before) '
       f'{rows[0]["wer_new"]:.2f}%; full model package {full_bytes} bytes')
   for method in d.methods.split(','):
@@ -102,9 +109,7 @@ def run(cfg, root: str, log=print) -> list[dict]:
         cache = os.path.join(workdir, 'eval.json')
         row = {'method': method, 'budget': f'{100 * fraction:g}%' if fraction else 'all',
                'update': k, 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
-               'wer_new': 100 * _evaluate(evaluator, device, tests[new], stats, cache, new),
-               'wer_base': 100 * _evaluate(evaluator, device, tests['base'], stats, cache,
-                                           'base')}
+               **scores(device, new, cache)}
         rows.append(row)
         log(f'[{name}] update {k}: {row["bytes"]} bytes ({row["pct_full"]:.2f}% of full), '
             f'WER {new} {row["wer_new"]:.2f}%, base {row["wer_base"]:.2f}%')
@@ -115,14 +120,17 @@ def run(cfg, root: str, log=print) -> list[dict]:
 def write(rows, cfg, root: str, wall_seconds: float):
   d = cfg.diffs
   notes = (f'Package bytes are the update files\' sizes ({d.value_dtype} values, zlib); "% of '
-           f'full" compares them with the whole model serialised the same way. WER on each '
-           f'update\'s new-domain test split (held-out voices) and on the base domain\'s '
-           f'(forgetting), after applying the package on the device side. Corpus '
+           f'full" compares them with the whole model serialised the same way. WER and CER on '
+           f'each update\'s new-domain test split (held-out voices) and on the base domain\'s '
+           f'(forgetting), after applying the package on the device side'
+           + (f' (the first {d.eval_utterances} utterances of each)' if d.eval_utterances else '')
+           + f'. Corpus '
            f'`{cfg.data.corpus}`, {d.updates} updates of {d.steps_per_update} steps, '
            f'replay {d.replay_fraction:g} per new example.')
   columns = [('method', 'method'), ('budget', 'budget'), ('update', 'update'),
              ('bytes', 'package bytes'), ('pct_full', '% of full'),
-             ('wer_new', 'WER new domain %'), ('wer_base', 'WER base domain %')]
+             ('wer_new', 'WER new domain %'), ('cer_new', 'CER new domain %'),
+             ('wer_base', 'WER base domain %'), ('cer_base', 'CER base domain %')]
   text = report.write_table(rows, columns, os.path.join(root, 'diffs_table'),
                             'Neural diffs: consecutive updates', notes, wall_seconds)
   series = {}

@@ -244,3 +244,50 @@ def test_padded_labels_may_hold_anything_but_valid_ones_are_checked():
   bad[1, 0] = 0                                     # blank inside the transcript
   with pytest.raises(rnnt.RNNTLabelError, match='blank 0'):
     rnnt.rnnt_loss(logits, logit_pads, bad, label_pads)
+
+
+def brute_force_expected_frames(logits, labels, blank_id=0):
+  """E[emission frame of each label] over every alignment of one sequence, by enumeration."""
+  frames, positions, _ = logits.shape
+  num_labels = positions - 1
+  x = logits.astype(np.float64)
+  logp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+  scores, emitted_at = [], []
+  for label_slots in itertools.combinations(range(frames + num_labels - 1), num_labels):
+    t = u = 0
+    score, at = 0.0, []
+    for slot in range(frames + num_labels):
+      if slot in label_slots:
+        score += logp[t, u, labels[u]]
+        at.append(t)
+        u += 1
+      else:
+        score += logp[t, u, blank_id]
+        t += 1
+    scores.append(score)
+    emitted_at.append(at)
+  weights = np.exp(np.array(scores) - np.logaddexp.reduce(scores))
+  return weights @ np.array(emitted_at, np.float64)
+
+
+def test_emission_positions_match_brute_force():
+  from asr.rnnt import alignment
+  logits, logit_pads, labels, label_pads, _, _ = random_case(3, 4, 5, 3, 4, scale=2.0)
+  blank, label = rnnt.gather_logprobs(jnp.asarray(logits), jnp.asarray(labels))
+  occ = np.asarray(alignment.label_occupancy(blank, label, jnp.asarray(logit_pads),
+                                             jnp.asarray(label_pads)))
+  pos = np.asarray(alignment.emission_position(jnp.asarray(occ), jnp.asarray(logit_pads),
+                                               jnp.asarray(label_pads)))
+  checked = 0
+  for b in range(4):
+    t_b, u_b = int((logit_pads[b] < 0.5).sum()), int((label_pads[b] < 0.5).sum())
+    if u_b == 0:
+      assert pos[b] == 0 and np.all(occ[b] == 0)
+      continue
+    checked += 1
+    expected = brute_force_expected_frames(logits[b, :t_b, :u_b + 1], labels[b, :u_b])
+    np.testing.assert_allclose(occ[b, :t_b, :u_b].sum(0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(occ[b, :t_b, :u_b].T @ np.arange(t_b), expected, atol=1e-4)
+    np.testing.assert_allclose(pos[b], (expected / t_b).mean(), atol=1e-5)
+    assert np.all(occ[b, t_b:] == 0) and np.all(occ[b, :, u_b:] == 0)
+  assert checked >= 2

@@ -28,6 +28,7 @@ def test_loss_falls_and_eval_runs(tmp_path):
   losses = [r['loss'] for r in rows if r['kind'] == 'train']
   assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
   assert 0.0 <= history['eval']['wer'] <= 2.0
+  assert 0.0 <= history['eval']['emission_position'] <= 1.0
   summary = json.load(open(tmp_path / 'train_summary.json'))
   # jit compiles once per length bucket, never per batch or per epoch
   assert summary['compilations'] == summary['buckets_used'] <= len(cfg.data.bucket_seconds)

@@ -17,6 +17,8 @@ from experiments.configs import common
 
 
 def get_config(size: str = 'small'):
+  if size not in ('tiny', 'small', 'cpu', 'full'):
+    raise ValueError(f'diffs.py: unknown size {size!r}; one of tiny, small, cpu, full')
   c = common.base_config()
   c.data.corpus = size
   c.model.encoder.layers = 2
@@ -40,6 +42,7 @@ def get_config(size: str = 'small'):
   c.diffs.value_dtype = 'fp16'         # fp16 | int8
   c.diffs.min_ndim = 1                 # 1: biases get deltas too; 2: matrices only
   c.diffs.base_workdir = ''            # reuse a trained base model instead of training one
+  c.diffs.eval_utterances = 0          # per test split; 0 = all
   if size == 'full':                   # GPU-sized (make reproduce)
     c.model.encoder.layers = 4
     c.model.encoder.units = 320
@@ -49,6 +52,25 @@ def get_config(size: str = 'small'):
     c.train.steps = 20000
     c.diffs.steps_per_update = 2000
     c.diffs.prune_epochs = 3
+  if size == 'cpu':                    # CPU-sized, on the AmNet table's trained full model
+    # python launch.py --config=experiments/configs/diffs.py:cpu --workdir=workdirs/diffs_cpu \
+    #     --mode=diffs --config.diffs.base_workdir=workdirs/amnet_cpu/full
+    c.data.corpus = 'full'
+    c.model.encoder.name = 'amnet'       # its single dense branch: the `full` row's pytree
+    c.model.encoder.layers = 3
+    c.model.encoder.units = 192
+    c.model.pred_units = 128
+    c.model.joint_dim = 128
+    c.train.steps = 3000
+    c.diffs.methods = 'sparse,topk,full'
+    c.diffs.budgets = '0.02,0.1'
+    c.diffs.updates = 2
+    # An update's epoch is (1,800 new + 450 replayed) / 16 = 141 steps: a dense delta for one
+    # epoch, pruned to the budget at its end, then 39 steps with the mask fixed.
+    c.diffs.steps_per_update = 180
+    c.diffs.replay_fraction = 0.25
+    c.diffs.prune_epochs = 1
+    c.diffs.eval_utterances = 100
   if size == 'tiny':
     c.train.steps = 60
     c.diffs.updates = 2
