@@ -27,6 +27,7 @@ import numpy as np
 
 from amortized import amortized_loss
 from amortized import latency
+from amortized import routed_recurrence
 from asr import flops as flops_lib
 from asr import lstm
 
@@ -238,9 +239,17 @@ class AmNetEncoder(nn.Module):
     if len(self.branches) == 1:            # a baseline: no mixing, the fastest stack path
       x = lstm.run_stack(weights[0], x, paddings, self.lstm_impl)
       return x, paddings, self._aux(routing, paddings, step)
-    for layer in range(self.layers):
-      layer_w = [w[layer] for w in weights]
-      x = _routed_layer(layer_w, x, paddings, route, self.units, self.proj)
+    if self.proj:
+      for layer in range(self.layers):
+        layer_w = [w[layer] for w in weights]
+        x = _routed_layer(layer_w, x, paddings, route, self.units, self.proj)
+    else:            # time-major through the stack, hand-written backward (routed_recurrence)
+      x, route_t = jnp.swapaxes(x, 0, 1), jnp.swapaxes(route, 0, 1)
+      for layer in range(self.layers):
+        layer_w = [w[layer] for w in weights]
+        gx = jnp.stack([lstm.matmul(w['wx'], x) + w['bias'] for w in layer_w], 2)
+        x = routed_recurrence.routed_recurrence([w['wh'] for w in layer_w], gx, route_t)
+      x = jnp.where(paddings[..., None] > 0, 0.0, jnp.swapaxes(x, 0, 1))
     aux = self._aux(routing, paddings, step)
     return x, paddings, aux
 
