@@ -1,4 +1,5 @@
-"""The AmNet table on the `small` corpus (CPU-sized): every row of configs/amnet.py.
+"""The AmNet table with CPU-sized models (3 x LSTM-192) on `full`'s base domain: every row of
+configs/amnet.py, in its order.
 
   python launch.py --sweep=experiments/sweeps/amnet_cpu.py --workdir=workdirs/amnet_cpu
   python launch.py --mode=report --sweep=experiments/sweeps/amnet_cpu.py \
