@@ -33,7 +33,7 @@ def test_sweep_print_lists_one_command_per_point(tmp_path):
   out = _launch('--sweep=experiments/sweeps/amnet_cpu.py', f'--workdir={tmp_path}', '--sweep_print')
   assert out.returncode == 0, out.stderr
   lines = out.stdout.strip().splitlines()
-  assert len(lines) == 8 and all(l.startswith('python launch.py --config=') for l in lines)
+  assert len(lines) == 9 and all(l.startswith('python launch.py --config=') for l in lines)
   assert f'--config.model.encoder.init_from={tmp_path}/full' in lines[1]
 
 
