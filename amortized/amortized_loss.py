@@ -26,7 +26,13 @@ Variants of the latency term (`variant`):
                         (needs `rate` and `hop`; `backlog` is ignored and may be None);
   'slow_under_backlog'  mean_t sum_k p_t(k) * v_k * (1 - g(b_t)), v_k = (c_k - c_min) /
                         (c_max - c_min): penalises slow routing while the device is behind
-                        (exactly p_t(slow) * (1 - g) for two branches).
+                        (exactly p_t(slow) * (1 - g) for two branches);
+  'two_sided'           'backlog' + 'slow_under_backlog': fast routing is penalised while the
+                        device keeps up and slow routing while it is behind, so the routing has a
+                        target backlog (the threshold) to hold, whatever the RNN-T loss prefers.
+                        'backlog' alone leaves only lambda_cost to push towards the fast branch
+                        once the backlog is past the threshold; a model whose RNN-T loss prefers
+                        the slow branch then lets the backlog grow (RESULTS.md).
 
 Backlog input: pass the *pending* backlog the arbitrator saw before choosing frame t
 (`latency.simulate_*()['pending']` or the arbitrator scan's own), so that g = 1 is reachable; the
@@ -48,7 +54,7 @@ import jax.numpy as jnp
 
 from amortized import latency
 
-VARIANTS = ('none', 'backlog', 'final_upl', 'slow_under_backlog')
+VARIANTS = ('none', 'backlog', 'final_upl', 'slow_under_backlog', 'two_sided')
 G_SHAPES = ('linear', 'smooth')
 FAST_NORMS = ('max', 'range')
 
@@ -137,7 +143,7 @@ def amortized_terms(probs, branch_costs, backlog, paddings, *, variant: str = 'b
                  fast_fraction=_masked_mean(
                      jnp.einsum('btk,k->bt', probs, (costs < c_max).astype(probs.dtype)), valid))
 
-  if variant in ('backlog', 'slow_under_backlog'):
+  if variant in ('backlog', 'slow_under_backlog', 'two_sided'):
     if backlog is None or tuple(jnp.shape(backlog)) != probs.shape[:2]:
       raise AmortizedLossConfigError(
           f'amortized_loss: variant={variant!r} needs backlog of shape {probs.shape[:2]}, got '
@@ -148,12 +154,13 @@ def amortized_terms(probs, branch_costs, backlog, paddings, *, variant: str = 'b
     gate = backlog_gate(backlog, threshold, g_shape)
     metrics['mean_gate'] = _masked_mean(gate, valid)
     metrics['mean_backlog'] = _masked_mean(backlog, valid)
-    if variant == 'backlog':
-      routed = jnp.einsum('btk,k->bt', probs, fast_weights(costs, fast_norm))
-      latency_term = _masked_mean(routed * gate, valid)
-    else:
-      routed = jnp.einsum('btk,k->bt', probs, slow_weights(costs))
-      latency_term = _masked_mean(routed * (1.0 - gate), valid)
+    latency_term = jnp.zeros((), jnp.float32)
+    if variant in ('backlog', 'two_sided'):
+      fast = jnp.einsum('btk,k->bt', probs, fast_weights(costs, fast_norm))
+      latency_term += _masked_mean(fast * gate, valid)
+    if variant in ('slow_under_backlog', 'two_sided'):
+      slow = jnp.einsum('btk,k->bt', probs, slow_weights(costs))
+      latency_term += _masked_mean(slow * (1.0 - gate), valid)
   elif variant == 'final_upl':
     if rate is None or hop is None:
       raise AmortizedLossConfigError(

@@ -48,6 +48,7 @@ def _evaluate(evaluator, params, dataset, stats, cache: str, key: str, limit: in
   """{'wer', 'cer'} in %, read back from `cache` when this key was evaluated before."""
   results = json.load(open(cache)) if os.path.exists(cache) else {}
   if not isinstance(results.get(key), dict):
+    os.makedirs(os.path.dirname(cache) or '.', exist_ok=True)
     out = evaluator({'params': params}, dataset, stats, limit=limit or len(dataset))
     results[key] = {'wer': 100 * out['wer'], 'cer': 100 * out['cer']}
     with open(cache + '.tmp', 'w') as f:

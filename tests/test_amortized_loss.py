@@ -34,16 +34,16 @@ def _reference(probs, costs, backlog, paddings, variant, lam_cost, lam_amr, smoo
       cost_sum += sum(probs[b, t, k] * costs[k] for k in range(len(costs))) / c_max
       x = min(max(backlog[b, t] / THRESHOLD, 0.0), 1.0)
       g = 1 - (3 * x**2 - 2 * x**3) if smooth else 1 - x
-      if variant == 'backlog':
+      if variant in ('backlog', 'two_sided'):
         lat_sum += sum(probs[b, t, k] * (c_max - costs[k]) / c_max * g
                        for k in range(len(costs)))
-      elif variant == 'slow_under_backlog':
+      if variant in ('slow_under_backlog', 'two_sided'):
         lat_sum += sum(probs[b, t, k] * (costs[k] - c_min) / (c_max - c_min) * (1 - g)
                        for k in range(len(costs)))
   return lam_cost * cost_sum / count + lam_amr * lat_sum / count
 
 
-@pytest.mark.parametrize('variant', ['none', 'backlog', 'slow_under_backlog'])
+@pytest.mark.parametrize('variant', ['none', 'backlog', 'slow_under_backlog', 'two_sided'])
 @pytest.mark.parametrize('smooth', [False, True])
 @pytest.mark.parametrize('branches', [2, 3])
 def test_matches_frame_loop(variant, smooth, branches):
@@ -76,6 +76,10 @@ def test_two_branch_hand_case():
   _, m = amortized_loss.amortized_terms(probs, costs, backlog, paddings,
                                         variant='slow_under_backlog', threshold=THRESHOLD)
   np.testing.assert_allclose(m['latency_term'], np.mean([0.2 * 0.0, 0.5 * 0.5]), rtol=1e-6)
+  _, m = amortized_loss.amortized_terms(probs, costs, backlog, paddings, variant='two_sided',
+                                        threshold=THRESHOLD, fast_norm='range')
+  # frame 0: p_fast * 1 + p_slow * 0; frame 1: 0.5 * 0.5 + 0.5 * 0.5
+  np.testing.assert_allclose(m['latency_term'], np.mean([0.8, 0.5]), rtol=1e-6)
 
 
 def test_final_upl_matches_simulator_on_expected_costs():
@@ -89,7 +93,7 @@ def test_final_upl_matches_simulator_on_expected_costs():
   np.testing.assert_allclose(loss, 3.0 * upl.mean() / HOP, rtol=1e-5)
 
 
-@pytest.mark.parametrize('variant', ['backlog', 'slow_under_backlog', 'final_upl'])
+@pytest.mark.parametrize('variant', ['backlog', 'slow_under_backlog', 'two_sided', 'final_upl'])
 def test_padded_frames_do_not_matter(variant):
   probs, backlog, paddings = _batch(2)
   kwargs = dict(variant=variant, lambda_cost=1.0, lambda_amr=1.0, threshold=THRESHOLD,

@@ -41,6 +41,14 @@ ROWS = {
     'amnet_mf_amr200': dict(branches='slow:dense,fast:factorized:0.1', loss_variant='backlog',
                             lambda_amr=200.0),
     'amnet_sparse_nolat': dict(branches='slow:dense,fast:sparse:0.1', loss_variant='none'),
+    # λ_amr 200 routed *more* frames slow (the 'backlog' term only penalises fast routing), so
+    # the backlog still grew. The two-sided term also penalises slow routing while the device
+    # is behind: the routing gets a backlog to hold (the threshold).
+    'amnet_mf_2sided': dict(branches='slow:dense,fast:factorized:0.1', loss_variant='two_sided',
+                            lambda_amr=40.0),
+    # A stronger fast branch (rank 0.25 of dense): fewer fast frames needed to keep up.
+    'amnet_mf25_2sided': dict(branches='slow:dense,fast:factorized:0.25',
+                              loss_variant='two_sided', lambda_amr=40.0),
 }
 
 
