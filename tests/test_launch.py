@@ -7,6 +7,7 @@ import pytest
 
 from experiments import sweep as sweep_lib
 from experiments import validate
+from experiments.configs import amnet
 from experiments.configs import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,15 +34,15 @@ def test_sweep_print_lists_one_command_per_point(tmp_path):
   out = _launch('--sweep=experiments/sweeps/amnet_cpu.py', f'--workdir={tmp_path}', '--sweep_print')
   assert out.returncode == 0, out.stderr
   lines = out.stdout.strip().splitlines()
-  from experiments.configs import amnet
-  assert len(lines) == len(amnet.ROWS) and all(l.startswith('python launch.py --config=') for l in lines)
+  assert len(lines) == len(amnet.ROWS)
+  assert all(l.startswith('python launch.py --config=') for l in lines)
   assert f'--config.model.encoder.init_from={tmp_path}/full' in lines[1]
 
 
 def test_every_shipped_config_validates():
-  for spec in ['tiny_rnnt.py', 'amnet.py:full', 'amnet.py:amnet_mf', 'amnet.py:pruned',
-               'amnet.py:amnet_mf_2sided',
-               'diffs.py', 'diffs.py:tiny', 'demo.py:full', 'demo.py:amnet', 'demo.py:diffs']:
+  amnet_rows = [f'amnet.py:{row}' for row in amnet.ROWS]
+  for spec in ['tiny_rnnt.py', *amnet_rows, 'diffs.py', 'diffs.py:tiny', 'diffs.py:cpu',
+               'demo.py:full', 'demo.py:amnet', 'demo.py:diffs']:
     sweep_lib.load_config(f'{ROOT}/experiments/configs/{spec}')
 
 

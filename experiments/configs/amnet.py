@@ -3,7 +3,9 @@
 Rows: full (dense single encoder) and full_continued (the same, trained for the other rows'
 fine-tuning steps too), pruned / factorized (single encoder compressed to about the
 AmNet's average FLOPs), amnet_sparse / amnet_mf (slow dense + fast pruned / factorized branch,
-amortized latency loss), and *_nolat (the same AmNets without the latency term). AmNets start
+amortized latency loss), *_nolat (the same AmNets without the latency term), amnet_mf_amr200
+(a heavier 'backlog' term) and *_2sided (the two-sided latency term, which also penalises slow
+routing while the device is behind: the rows that reach a median UPL of a few ms). AmNets start
 from the trained full model (SVD / copy initialisation), so run `full` first; the sweep
 `experiments/sweeps/amnet_cpu.py` runs every row in order and writes the table:
 
