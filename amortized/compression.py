@@ -38,7 +38,7 @@ def pruning_parametrization(specs, total_steps: int, steps_per_epoch: int,
       masks['encoder']['branches'][name] = magnitude_masks(branch_params, branch_masks, density)
     return trainable, dict(fixed, masks=masks)
 
-  return train_lib.Parametrization(init=base.init, apply=base.apply, on_epoch=on_epoch)
+  return train_lib.Parametrization(init=base.init, apply=base.apply, on_round=on_epoch)
 
 
 def magnitude_masks(params, masks, density: float):

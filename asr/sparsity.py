@@ -3,9 +3,10 @@
 Shared by the AmNet's pruned branches (`amortized/compression.py`, per-matrix masks of the
 weights) and the sparse neural diff (`diffs/`, masks of the delta).
 
-The sparse diff trains `delta` with `dense = delta * mask`. Every epoch the mask is re-derived from
-|delta * mask| at the density `density_schedule` gives (Zhu & Gupta's gradual pruning: dense at
-first, annealed toward the budget, then fixed for the last epochs); pruned entries are zeroed.
+The sparse diff trains `delta` with `dense = delta * mask`. Every pruning round (an epoch, or a set
+number of steps) the mask is re-derived from |delta * mask| at the density `density_schedule`
+gives (Zhu & Gupta's gradual pruning: dense at first, annealed toward the budget, then fixed for
+the last rounds); pruned entries are zeroed.
 
 Optimizer state for pruned entries: nothing has to be reset. Their gradient is exactly zero
 (dense = delta * mask), and if the updates are masked as well (`mask_updates`, needed with Adam,
@@ -13,7 +14,7 @@ whose momentum would otherwise keep moving them) they stay at zero and never rea
 `reprune` ranks pruned entries below every live one, so a mask only ever shrinks while the
 density falls.
 
-Masks are computed on the host (numpy) once per epoch; ties are broken toward the lower flat
+Masks are computed on the host (numpy) once per round; ties are broken toward the lower flat
 index (leaves in pytree order), so the same delta always gives the same mask.
 """
 import math
@@ -92,24 +93,25 @@ def magnitude_mask(delta, density=None, per_leaf: bool = False, *, count=None):
   return top_k_mask(scores, _count(delta, density, count), per_leaf)
 
 
-def density_schedule(epoch: int, num_epochs: int, final_density: float, prune_epochs: int,
-                     kind: str = 'cubic') -> float:
-  """Density for epoch `epoch` (0-based): 1.0 at epoch 0, falling to `final_density` at epoch
-  `prune_epochs` and exactly `final_density` from then on (fixed-mask fine-tuning).
+def density_schedule(round_index: int, num_rounds: int, final_density: float,
+                     prune_rounds: int, kind: str = 'cubic') -> float:
+  """Density for pruning round `round_index` (0-based; a round is an epoch or a set number of
+  steps): 1.0 at round 0, falling to `final_density` at round `prune_rounds` and exactly
+  `final_density` from then on (fixed-mask fine-tuning).
 
   kind: 'cubic' d = f + (1 - f)(1 - t)^3 (Zhu & Gupta 2017), 'linear' d = 1 - (1 - f) t,
-  'exponential' d = f^t, with t = epoch / prune_epochs.
+  'exponential' d = f^t, with t = round_index / prune_rounds.
   """
   if not 0.0 < final_density <= 1.0:
     raise ValueError(f'final_density {final_density} is outside (0, 1]')
-  if not 0 <= prune_epochs < num_epochs:
-    raise ValueError(f'prune_epochs {prune_epochs} must be in [0, num_epochs={num_epochs}) so '
-                     'that the last epoch trains at the final density')
-  if epoch < 0:
-    raise ValueError(f'epoch {epoch} < 0')
-  if epoch >= prune_epochs:
+  if not 0 <= prune_rounds < num_rounds:
+    raise ValueError(f'prune_rounds {prune_rounds} must be in [0, num_rounds={num_rounds}) so '
+                     'that the last round trains at the final density')
+  if round_index < 0:
+    raise ValueError(f'round {round_index} < 0')
+  if round_index >= prune_rounds:
     return float(final_density)
-  t = epoch / prune_epochs
+  t = round_index / prune_rounds
   if kind == 'cubic':
     return final_density + (1.0 - final_density) * (1.0 - t) ** 3
   if kind == 'linear':

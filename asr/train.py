@@ -3,8 +3,9 @@
 Every experiment trains through `train()`. What the optimizer sees is the `trainable` pytree of a
 `Parametrization`, which maps it (with a `fixed` pytree that is never differentiated) to the
 model's variables. Plain training: trainable = params, fixed = pruning masks. A neural diff:
-trainable = the delta, fixed = the frozen base and the diff's mask (`diffs/`). Between epochs the
-parametrization may rewrite both (gradual pruning re-derives masks).
+trainable = the delta, fixed = the frozen base and the diff's mask (`diffs/`). Between rounds (an
+epoch, or a set number of steps) the parametrization may rewrite both (gradual pruning re-derives
+masks).
 
 The train step, top to bottom: derive this step's key from (seed, step); featurize the audio
 (SpecAugment on); run the model; RNN-T loss (+ CTC, + the encoder's auxiliary loss, e.g. the
@@ -37,12 +38,14 @@ class Parametrization:
   """How the optimizer's `trainable` pytree becomes model variables.
 
   init(variables) -> (trainable, fixed); apply(trainable, fixed) -> variables (differentiable in
-  trainable; fixed is closed over); on_epoch(epoch, trainable, fixed) -> (trainable, fixed),
-  called at the start of every epoch, must depend only on its arguments (resume-safe).
+  trainable; fixed is closed over); on_round(round, trainable, fixed) -> (trainable, fixed),
+  called at the start of every round of `round_steps` steps (0: a round is an epoch), must
+  depend only on its arguments (resume-safe).
   """
   init: Callable[[Pytree], tuple[Pytree, Pytree]]
   apply: Callable[[Pytree, Pytree], Pytree]
-  on_epoch: Callable[[int, Pytree, Pytree], tuple[Pytree, Pytree]] | None = None
+  on_round: Callable[[int, Pytree, Pytree], tuple[Pytree, Pytree]] | None = None
+  round_steps: int = 0
 
 
 def plain_parametrization() -> Parametrization:
@@ -230,12 +233,13 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   history = {}
   progress = metric_writer.Progress(start, tcfg.steps, log=log)
   preempt = _Preemption()
+  per_round = parametrization.round_steps or per_epoch
   try:
     for step in range(start, tcfg.steps):
-      epoch, index_in_epoch = divmod(step, per_epoch)
-      if parametrization.on_epoch and index_in_epoch == 0:
-        trainable_host, fixed_host = parametrization.on_epoch(
-            epoch, jax.device_get(state['trainable']), jax.device_get(fixed))
+      epoch = step // per_epoch
+      if parametrization.on_round and step % per_round == 0:
+        trainable_host, fixed_host = parametrization.on_round(
+            step // per_round, jax.device_get(state['trainable']), jax.device_get(fixed))
         state = dict(state, trainable=replicate(trainable_host, mesh))
         fixed = replicate(fixed_host, mesh)
       batch = shard_batch(train_data.train_batch(step, tcfg.batch_size, cfg.seed), mesh)

@@ -6,7 +6,8 @@ The device starts with the base model (trained on the `base` domain). Update k t
 applies it the way a device would (numpy, `diffs.package.apply`), and evaluates the result on the
 new domain's test split and on the base domain's (forgetting). Each method runs its own chain:
 
-  sparse    masked delta, pruned every epoch from dense toward the budget, then fixed;
+  sparse    masked delta, pruned every round (an epoch or `prune_every` steps) from dense
+            toward the budget over `prune_rounds` rounds, then fixed;
   hashed    K shared buckets with sign hashing, only buckets + seed ship;
   lowrank   A @ B per weight matrix (LoRA-style), rank set by the budget;
   topk      fine-tune everything, then keep the budget's largest entries of the change
@@ -56,8 +57,11 @@ def budget_for(method: str, base, fraction: float, value_dtype: str, min_ndim: i
 
 
 def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, seed: int,
-                    num_epochs: int, prune_epochs: int) -> train_lib.Parametrization:
-  """Trainable = the delta; fixed = {'base': frozen params, 'diff': masks/seeds, + collections}."""
+                    num_rounds: int, prune_rounds: int,
+                    round_steps: int = 0) -> train_lib.Parametrization:
+  """Trainable = the delta; fixed = {'base': frozen params, 'diff': masks/seeds, + collections}.
+  A sparse diff is pruned at the start of each of `num_rounds` rounds of `round_steps` steps
+  (0: an epoch), reaching the budget at round `prune_rounds`."""
   train_method = 'full' if method in ('topk', 'full') else method
   config = {'min_ndim': min_ndim}
   if train_method in ('hashed', 'lowrank'):
@@ -74,16 +78,17 @@ def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, 
     return {'params': delta_lib.materialize(train_method, trainable, fixed['diff'],
                                             fixed['base']), **others}
 
-  on_epoch = None
+  on_round = None
   if train_method == 'sparse':
     final = delta_lib.sparse_density(trainable0, budget.entries)
-    prune_epochs = min(prune_epochs, num_epochs - 1)
+    prune_rounds = min(prune_rounds, num_rounds - 1)
 
-    def on_epoch(epoch, trainable, fixed):
-      density = sparsity.density_schedule(epoch, num_epochs, final, prune_epochs)
+    def on_round(r, trainable, fixed):
+      density = sparsity.density_schedule(r, num_rounds, final, prune_rounds)
       trainable, masks = sparsity.reprune(trainable, fixed['diff'], density)
       return trainable, dict(fixed, diff=masks)
-  return train_lib.Parametrization(init=init, apply=apply, on_epoch=on_epoch)
+  return train_lib.Parametrization(init=init, apply=apply, on_round=on_round,
+                                   round_steps=round_steps)
 
 
 def export_update(path: str, method: str, trainable, fixed, base, budget: Budget | None,
@@ -151,11 +156,11 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
     return info
   os.makedirs(workdir, exist_ok=True)
   shutil.copy(stats_path, os.path.join(workdir, 'feature_stats.json'))   # the base's features
-  per_epoch = train_data.batches_per_epoch(cfg.train.batch_size)
-  num_epochs = max(1, math.ceil(cfg.train.steps / per_epoch))
+  per_round = d.prune_every or train_data.batches_per_epoch(cfg.train.batch_size)
   param = parametrization(method, device_params, budget, min_ndim=d.min_ndim,
-                          seed=cfg.seed + update, num_epochs=num_epochs,
-                          prune_epochs=d.prune_epochs)
+                          seed=cfg.seed + update,
+                          num_rounds=max(1, math.ceil(cfg.train.steps / per_round)),
+                          prune_rounds=d.prune_rounds, round_steps=d.prune_every)
   init_vars = {'params': device_params}
   train_lib.train(cfg, os.path.join(workdir, 'train'), model, train_data, parametrization=param,
                   init_vars=init_vars, log=log)

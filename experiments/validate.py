@@ -88,3 +88,8 @@ def _check_diffs(d):
   _require(d.value_dtype in ('fp16', 'int8'), 'diffs.value_dtype', f'{d.value_dtype!r}')
   _require(d.replay_fraction >= 0 and d.lr > 0, 'diffs.replay_fraction',
            'replay_fraction >= 0 and lr > 0')
+  _require(d.prune_every >= 0 and d.prune_rounds >= 0, 'diffs.prune_every',
+           f'prune_every ({d.prune_every}) and prune_rounds ({d.prune_rounds}) must be >= 0')
+  _require(not d.prune_every or d.prune_rounds * d.prune_every < d.steps_per_update,
+           'diffs.prune_rounds', f'{d.prune_rounds} rounds of {d.prune_every} steps leave no '
+           f'fixed-mask steps of the {d.steps_per_update} per update')

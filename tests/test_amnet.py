@@ -147,7 +147,7 @@ def test_gradual_pruning_reaches_the_budget_per_matrix():
                                  'masks': {'encoder': v['masks']}})
   densities = []
   for epoch in range(5):
-    trainable, fixed = param.on_epoch(epoch, trainable, fixed)
+    trainable, fixed = param.on_round(epoch, trainable, fixed)
     leaves = jax.tree_util.tree_leaves(fixed['masks']['encoder']['branches']['fast'])
     densities.append(np.mean([l.mean() for l in leaves]))
     for mask in leaves:

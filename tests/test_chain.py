@@ -23,13 +23,14 @@ def base(tmp_path_factory):
   return cfg, model, chain.to_numpy(train_lib.load_params(str(root))), str(root)
 
 
-@pytest.mark.parametrize('method', ['sparse', 'hashed', 'topk'])
-def test_two_updates_ship_packages_the_device_can_apply(base, tmp_path, method):
+@pytest.mark.parametrize('method, prune_every', [
+    ('sparse', 0), ('sparse', 2), ('hashed', 0), ('topk', 0)])
+def test_two_updates_ship_packages_the_device_can_apply(base, tmp_path, method, prune_every):
   cfg, model, base_params, base_dir = base
   import ml_collections
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.diffs = ml_collections.ConfigDict(dict(
-      min_ndim=1, prune_epochs=1, value_dtype='fp16', steps_per_update=6, lr=1e-2,
+      min_ndim=1, prune_every=prune_every, prune_rounds=1 + (prune_every > 0), value_dtype='fp16', steps_per_update=6, lr=1e-2,
       warmup_steps=1))
   ucfg = diffs_experiment.update_config(cfg)
   budget = chain.budget_for(method, base_params, 0.1, 'fp16', 1)

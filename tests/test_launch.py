@@ -72,6 +72,8 @@ def test_load_config_refuses_unknown_override():
     ('diffs.budgets', '0.0,0.1', 'diffs.budgets'),
     ('diffs.budgets', '1.5', 'diffs.budgets'),
     ('diffs.methods', 'sparse,zip', 'diffs.methods'),
+    ('diffs.prune_every', -1, 'diffs.prune_every'),
+    ('diffs.prune_every', 200, 'diffs.prune_rounds'),          # 2 rounds of 200 > 400 steps
     ('model.encoder.branches', 'slow:dense,fast:sparse:1.5', 'branches'),
     ('model.encoder.loss_variant', 'latency', 'loss_variant'),
 ])

@@ -81,7 +81,7 @@ def test_density_schedule(kind):
 
 
 def test_density_schedule_rejects_bad_arguments():
-  with pytest.raises(ValueError, match='prune_epochs'):
+  with pytest.raises(ValueError, match='prune_rounds'):
     sparsity.density_schedule(0, 5, 0.1, 5)         # last epoch would not be at the budget
   with pytest.raises(ValueError, match='final_density'):
     sparsity.density_schedule(0, 5, 0.0, 2)

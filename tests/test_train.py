@@ -67,3 +67,20 @@ def test_nonfinite_step_is_skipped_or_stops(tmp_path, monkeypatch, policy):
   assert history['train']['skipped_nonfinite'] == 3
   for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(initial)):
     np.testing.assert_array_equal(a, b)     # no update was applied
+
+
+@pytest.mark.parametrize('round_steps', [0, 3])
+def test_rounds_start_every_round_steps_or_every_epoch(tmp_path, round_steps):
+  cfg = helpers.tiny_config(**{'train.steps': 8, 'train.checkpoint_every': 100})
+  data = helpers.tiny_dataset(cfg, 8)
+  per_round = round_steps or data.batches_per_epoch(cfg.train.batch_size)
+  plain = train_lib.plain_parametrization()
+  calls = []
+
+  def on_round(r, trainable, fixed):
+    calls.append(r)
+    return trainable, fixed
+
+  param = train_lib.Parametrization(plain.init, plain.apply, on_round, round_steps)
+  _run(cfg, tmp_path, data, parametrization=param)
+  assert calls == list(range(-(-8 // per_round)))       # rounds 0, 1, ... started before step 8

@@ -39,7 +39,7 @@ def get_config(row: str = 'full'):
     c.diffs.budgets = '0.1'
     c.diffs.updates = 2
     c.diffs.steps_per_update = 150
-    c.diffs.prune_epochs = 1
+    c.diffs.prune_rounds = 1
     return c
   source = {'full': 'full', 'factorized': 'factorized', 'amnet': 'amnet_sparse',
             'amnet_nolat': 'amnet_sparse_nolat'}

@@ -37,7 +37,8 @@ def get_config(size: str = 'small'):
   c.diffs.steps_per_update = 400
   c.diffs.lr = 1e-3
   c.diffs.warmup_steps = 20
-  c.diffs.prune_epochs = 2
+  c.diffs.prune_every = 0              # steps per pruning round of the sparse diff; 0 = an epoch
+  c.diffs.prune_rounds = 2             # rounds from dense to the budget; the rest fine-tune
   c.diffs.replay_fraction = 0.5        # replay examples per new example, from earlier domains
   c.diffs.value_dtype = 'fp16'         # fp16 | int8
   c.diffs.min_ndim = 1                 # 1: biases get deltas too; 2: matrices only
@@ -51,7 +52,7 @@ def get_config(size: str = 'small'):
     c.train.batch_size = 32
     c.train.steps = 20000
     c.diffs.steps_per_update = 2000
-    c.diffs.prune_epochs = 3
+    c.diffs.prune_rounds = 3
   if size == 'cpu':                    # CPU-sized, on the AmNet table's trained full model
     # python launch.py --config=experiments/configs/diffs.py:cpu --workdir=workdirs/diffs_cpu \
     #     --mode=diffs --config.diffs.base_workdir=workdirs/amnet_cpu/full
@@ -65,11 +66,14 @@ def get_config(size: str = 'small'):
     c.diffs.methods = 'sparse,topk,full'
     c.diffs.budgets = '0.02,0.1'
     c.diffs.updates = 2
-    # An update's epoch is (1,800 new + 450 replayed) / 16 = 141 steps: a dense delta for one
-    # epoch, pruned to the budget at its end, then 39 steps with the mask fixed.
+    # An update's epoch is (1,800 new + 450 replayed) / 16 = 141 steps, so pruning per epoch
+    # would be one cut after 141 dense steps: nearly "fine-tune then compress" (topk). Rounds
+    # of 15 steps: dense for 15, annealed over 7 rounds to the budget at step 120, then 60
+    # steps with the mask fixed.
     c.diffs.steps_per_update = 180
     c.diffs.replay_fraction = 0.25
-    c.diffs.prune_epochs = 1
+    c.diffs.prune_every = 15
+    c.diffs.prune_rounds = 8
     c.diffs.eval_utterances = 100
   if size == 'tiny':
     c.train.steps = 60
