@@ -78,9 +78,11 @@ def write(sweep: dict, root: str, log=print) -> str:
   notes = (f'Simulated device: {enc0.routing.rate / 1e6:.1f} MFLOP/s single thread, one encoder '
            f'frame every {enc0.routing.hop * 1000:.0f} ms (the full model at '
            f'{cfg0.model.encoder.full_model_rtf:g}x real time). WER on {subset}'
-           f'`{cfg0.data.eval_split}` (held-out voices) of corpus `{cfg0.data.corpus}`. Streaming time: the '
+           f'`{cfg0.data.eval_split}` (held-out voices) of corpus `{cfg0.data.corpus}`. '
+           f'Streaming time: the '
            f'{STREAM_UTTERANCES} longest test utterances streamed frame by frame (only the '
-           f'chosen branch runs) on one CPU thread, every row in the same process, side by side.')
+           f'chosen branch runs) on one CPU thread, every row in the same process, side by side: '
+           f'the median of 7 passes taken in turn over the rows.')
   columns = [('name', 'row'), ('branches', 'branches'), ('latency_loss', 'latency term'),
              ('wer', 'WER %'), ('cer', 'CER %'), ('mflops_per_frame', 'MFLOP/frame'),
              ('flops_vs_full', '% of full FLOPs'), ('shares', 'frames per branch'),

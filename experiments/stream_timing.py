@@ -3,13 +3,15 @@
 Streaming runs the encoder frame by frame with only the routed branch computed (`stream` of the
 AmNet encoder). It is timed in a child process started with XLA's CPU thread pool off, so every
 model gets exactly one thread, and all models of one comparison are timed in that same process
-on the same utterances, after compiling every shape first.
+on the same utterances, after compiling every shape first, in passes that alternate between the
+models.
 
   python -m experiments.stream_timing SPEC.json     # prints one JSON line per model
 
 SPEC.json: {"models": [{"name", "config" (a config as a dict), "workdir" (optional: trained
 weights and the longest test utterances; random init and synthetic audio otherwise)}],
-"utterances": N, "seconds": S (synthetic length)}.
+"utterances": N, "seconds": S (synthetic length), "repeats": R (timed passes per model, default 7;
+the median is reported)}.
 """
 import json
 import os
@@ -70,7 +72,7 @@ def _run(spec: dict):
     samples = int(float(spec.get('seconds', 4.0)) * 16000)
     audio = [(rng.standard_normal(samples) * 3000).astype(np.int16) for _ in range(n)]
   audio_seconds = sum(a.size for a in audio) / 16000
-  results = []
+  runs = []
   for name, cfg, model, variables, stats in prepared:
     feats = jax.jit(lambda a, cfg=cfg, stats=stats: features.featurize(
         a, np.zeros(a.shape, np.float32), cfg.frontend, stats))
@@ -78,18 +80,29 @@ def _run(spec: dict):
     stream = jax.jit(lambda x, p, model=model, enc_vars=enc_vars: model.encoder.apply(
         enc_vars, x, p, method='stream'))
     inputs = [feats(a[None]) for a in audio]
-    t0 = time.perf_counter()
-    for x, p in inputs:
-      jax.block_until_ready(stream(x, p))
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for x, p in inputs:
-      jax.block_until_ready(stream(x, p))
-    seconds = time.perf_counter() - t0
+    runs.append((name, stream, inputs, _time_pass(stream, inputs)))   # compiles every shape
+  # One pass of the utterances takes well under a second, so a single pass per model swings
+  # with whatever else the machine does at that moment: time `repeats` passes round-robin over
+  # the models and keep each model's median, so every model sees the same conditions.
+  passes = {name: [] for name, *_ in runs}
+  for _ in range(int(spec.get('repeats', 7))):
+    for name, stream, inputs, _ in runs:
+      passes[name].append(_time_pass(stream, inputs))
+  results = []
+  for name, _, _, first_pass in runs:
+    seconds = float(np.median(passes[name]))
     results.append({'name': name, 'stream_seconds': seconds, 'audio_seconds': audio_seconds,
-                    'rtf': seconds / audio_seconds, 'first_pass_seconds': compile_s})
+                    'rtf': seconds / audio_seconds, 'first_pass_seconds': first_pass,
+                    'pass_seconds': passes[name]})
   return results
 
+
+def _time_pass(stream, inputs) -> float:
+  import jax  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  for x, p in inputs:
+    jax.block_until_ready(stream(x, p))
+  return time.perf_counter() - t0
 
 if __name__ == '__main__':
   with open(sys.argv[1]) as fh:
