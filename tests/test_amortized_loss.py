@@ -93,7 +93,8 @@ def test_final_upl_matches_simulator_on_expected_costs():
   np.testing.assert_allclose(loss, 3.0 * upl.mean() / HOP, rtol=1e-5)
 
 
-@pytest.mark.parametrize('variant', ['backlog', 'slow_under_backlog', 'two_sided', 'final_upl'])
+@pytest.mark.parametrize('variant', ['backlog', 'slow_under_backlog', 'two_sided', 'final_upl',
+                                     'two_sided_upl'])
 def test_padded_frames_do_not_matter(variant):
   probs, backlog, paddings = _batch(2)
   kwargs = dict(variant=variant, lambda_cost=1.0, lambda_amr=1.0, threshold=THRESHOLD,
@@ -105,6 +106,22 @@ def test_padded_frames_do_not_matter(variant):
   changed, _ = amortized_loss.amortized_terms(garbage_probs, [1e7, 3e7], garbage_backlog,
                                               paddings, **kwargs)
   np.testing.assert_allclose(changed, base, rtol=1e-6)
+
+
+def test_two_sided_upl_is_the_sum_of_its_parts():
+  probs, backlog, paddings = _batch(3)
+  kwargs = dict(lambda_cost=0.5, lambda_amr=2.0, threshold=THRESHOLD, rate=RATE, hop=HOP)
+  costs = [1e7, 3e7]
+  both, m = amortized_loss.amortized_terms(probs, costs, backlog, paddings,
+                                           variant='two_sided_upl', **kwargs)
+  sided, m_sided = amortized_loss.amortized_terms(probs, costs, backlog, paddings,
+                                                  variant='two_sided', **kwargs)
+  upl, m_upl = amortized_loss.amortized_terms(probs, costs, None, paddings,
+                                              variant='final_upl', **kwargs)
+  cost = kwargs['lambda_cost'] * m['cost_term']
+  np.testing.assert_allclose(both, sided + upl - cost, rtol=1e-6)     # the cost term once
+  np.testing.assert_allclose(m['latency_term'], m_sided['latency_term'] + m_upl['latency_term'],
+                             rtol=1e-6)
 
 
 def test_more_fast_routing_at_zero_backlog_increases_loss():

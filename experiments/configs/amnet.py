@@ -4,8 +4,9 @@ Rows: full (dense single encoder) and full_continued (the same, trained for the 
 fine-tuning steps too), pruned / factorized (single encoder compressed to about the
 AmNet's average FLOPs), amnet_sparse / amnet_mf (slow dense + fast pruned / factorized branch,
 amortized latency loss), *_nolat (the same AmNets without the latency term), amnet_mf_amr200
-(a heavier 'backlog' term) and *_2sided (the two-sided latency term, which also penalises slow
-routing while the device is behind: the rows that reach a median UPL of a few ms). AmNets start
+(a heavier 'backlog' term) and *_2sided* (the two-sided latency term, which also penalises slow
+routing while the device is behind: the rows that reach a median UPL of a few ms; _b30 with a
+30 ms threshold, _upl with the final-UPL term added). AmNets start
 from the trained full model (SVD / copy initialisation), so run `full` first; the sweep
 `experiments/sweeps/amnet_cpu.py` runs every row in order and writes the table:
 
@@ -56,6 +57,10 @@ ROWS = {
     'amnet_mf_2sided_b30': dict(branches='slow:dense,fast:factorized:0.1',
                                 loss_variant='two_sided', lambda_amr=40.0,
                                 backlog_threshold=0.03),
+    # It did not reach 30 ms either: its p90 (45 ms) is one slow frame's cost with nothing
+    # pending, i.e. the last frame went slow. The final-UPL term prices that frame directly.
+    'amnet_mf_2sided_upl': dict(branches='slow:dense,fast:factorized:0.1',
+                                loss_variant='two_sided_upl', lambda_amr=40.0),
 }
 
 
