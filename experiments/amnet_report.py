@@ -95,14 +95,16 @@ def write(sweep: dict, root: str, log=print) -> str:
   report.scatter([(r['name'], r['mflops_per_frame'], r['wer']) for r in rows],
                  'MFLOPs per encoder frame', 'WER % (held-out voices)',
                  os.path.join(root, 'amnet_wer_vs_flops.png'), 'WER against compute')
-  _routing_plot(rows, details, root)
+  _routing_plot(rows, details, root, sweep.get('routing_row'))
   log(text)
   return text
 
 
-def _routing_plot(rows, details, root):
-  """The still of the first AmNet with the latency term, on its longest test utterance."""
-  amnets = [r['name'] for r in rows if r['latency_loss'] not in ('-', 'none')]
+def _routing_plot(rows, details, root, routing_row=None):
+  """The still of the sweep's `routing_row` (default: the first AmNet with a latency term) on
+  its longest test utterance."""
+  amnets = [routing_row] if routing_row else []
+  amnets += [r['name'] for r in rows if r['latency_loss'] not in ('-', 'none')]
   amnets += [r['name'] for r in rows if r['latency_loss'] == 'none']
   if not amnets:
     return

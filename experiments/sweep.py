@@ -4,7 +4,8 @@ A sweep file defines `get_sweep(root) -> dict(report=KIND, points=[...])`; each 
 `dict(name=..., config='path.py[:arg]', overrides={'train.steps': 100, ...})`. Point `name`
 trains in `root/name`; `{root}` in an override value is replaced by the sweep's root, which is
 how an AmNet row names the full model it starts from. Points already finished (their
-`train_summary.json` reached the configured steps) are skipped.
+`train_summary.json` reached the configured steps) are skipped. Other keys go to the report
+(the AmNet report's `routing_row`: the row its routing still shows).
 """
 import importlib.util
 import json
@@ -52,6 +53,9 @@ def load_sweep(path: str, root: str) -> dict:
     point['overrides'] = {k: (v.replace('{root}', root) if isinstance(v, str) else v)
                           for k, v in point.get('overrides', {}).items()}
     point['workdir'] = os.path.join(root, point['name'])
+  names = [p['name'] for p in sweep['points']]
+  if sweep.get('routing_row') and sweep['routing_row'] not in names:
+    raise ValueError(f'{path}: routing_row {sweep["routing_row"]!r} is not a point ({names})')
   return sweep
 
 

@@ -1,0 +1,60 @@
+"""The report commands end to end on the `tiny` corpus: a two-row AmNet sweep (a one-branch
+full model and an AmNet started from it) is trained and its table and plots written by
+`launch.py --mode=report`, as a researcher runs them."""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from asr.data import corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+needs_engines = pytest.mark.skipif(not (shutil.which('flite') or shutil.which('espeak-ng')),
+                                   reason='flite/espeak-ng not installed (tools/setup.sh)')
+
+SWEEP = '''
+SMALL = {{'data.corpus': 'tiny', 'model.encoder.layers': 1, 'model.encoder.units': 32,
+          'model.pred_units': 16, 'model.joint_dim': 16, 'train.batch_size': 4,
+          'train.steps': {steps}, 'train.warmup_steps': 1, 'train.checkpoint_every': 100,
+          'eval.max_utterances': 4}}
+
+
+def get_sweep(root):
+  return dict(report='amnet', routing_row='amnet', points=[
+      dict(name='full', config='experiments/configs/demo.py:full', overrides=SMALL),
+      dict(name='amnet', config='experiments/configs/demo.py:amnet',
+           overrides=dict(SMALL, **{{'model.encoder.init_from': '{{root}}/full',
+                                    'model.encoder.loss_variant': 'two_sided_upl'}})),
+  ])
+'''
+
+
+def _launch(env, *flags):
+  out = subprocess.run([sys.executable, 'launch.py', *flags], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out
+
+
+@needs_engines
+def test_amnet_sweep_trains_and_report_writes_table_and_plots(tmp_path):
+  data_dir = str(tmp_path / 'tfds')
+  corpus.build('tiny', data_dir, workers=1)
+  env = dict(os.environ, ASR_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
+  sweep = tmp_path / 'sweep.py'
+  sweep.write_text(SWEEP.format(steps=4))
+  root = tmp_path / 'runs'
+  _launch(env, f'--sweep={sweep}', f'--workdir={root}')
+  _launch(env, '--mode=report', f'--sweep={sweep}', f'--workdir={root}')
+  rows = list(csv.DictReader(open(root / 'amnet_table.csv')))
+  assert [r['name'] for r in rows] == ['full', 'amnet']
+  for r in rows:
+    assert 0 <= float(r['wer']) and float(r['upl_p90_ms']) >= float(r['upl_median_ms']) > 0
+  assert float(rows[0]['flops_vs_full']) == 100
+  table = open(root / 'amnet_table.md').read()
+  assert f'--sweep={sweep}' in table and '| amnet |' in table
+  for plot in ('amnet_wer_vs_flops.png', 'amnet_routing.png'):
+    assert (root / plot).stat().st_size > 1000
