@@ -82,7 +82,7 @@ def write(sweep: dict, root: str, log=print) -> str:
            f'Streaming time: the '
            f'{STREAM_UTTERANCES} longest test utterances streamed frame by frame (only the '
            f'chosen branch runs) on one CPU thread, every row in the same process, side by side: '
-           f'the median of 7 passes taken in turn over the rows.')
+           f'the median of {stream_timing.REPEATS} passes taken in turn over the rows.')
   columns = [('name', 'row'), ('branches', 'branches'), ('latency_loss', 'latency term'),
              ('wer', 'WER %'), ('cer', 'CER %'), ('mflops_per_frame', 'MFLOP/frame'),
              ('flops_vs_full', '% of full FLOPs'), ('shares', 'frames per branch'),

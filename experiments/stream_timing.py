@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 
+REPEATS = 7      # timed passes per model; the median is reported
 SINGLE_THREAD_FLAGS = ('--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1')
 
 
@@ -85,7 +86,7 @@ def _run(spec: dict):
   # with whatever else the machine does at that moment: time `repeats` passes round-robin over
   # the models and keep each model's median, so every model sees the same conditions.
   passes = {name: [] for name, *_ in runs}
-  for _ in range(int(spec.get('repeats', 7))):
+  for _ in range(int(spec.get('repeats', REPEATS))):
     for name, stream, inputs, _ in runs:
       passes[name].append(_time_pass(stream, inputs))
   results = []
@@ -103,6 +104,7 @@ def _time_pass(stream, inputs) -> float:
   for x, p in inputs:
     jax.block_until_ready(stream(x, p))
   return time.perf_counter() - t0
+
 
 if __name__ == '__main__':
   with open(sys.argv[1]) as fh:

@@ -30,8 +30,8 @@ def test_two_updates_ship_packages_the_device_can_apply(base, tmp_path, method, 
   import ml_collections
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.diffs = ml_collections.ConfigDict(dict(
-      min_ndim=1, prune_every=prune_every, prune_rounds=1 + (prune_every > 0), value_dtype='fp16', steps_per_update=6, lr=1e-2,
-      warmup_steps=1))
+      min_ndim=1, prune_every=prune_every, prune_rounds=1 + (prune_every > 0),
+      value_dtype='fp16', steps_per_update=6, lr=1e-2, warmup_steps=1))
   ucfg = diffs_experiment.update_config(cfg)
   budget = chain.budget_for(method, base_params, 0.1, 'fp16', 1)
   full_bytes = package.full_model_bytes(base_params, 'fp16')

@@ -56,7 +56,7 @@ def get_config(size: str = 'small'):
   if size == 'cpu':                    # CPU-sized, on the AmNet table's trained full model
     # python launch.py --config=experiments/configs/diffs.py:cpu --workdir=workdirs/diffs_cpu5 \
     #     --mode=diffs --config.diffs.base_workdir=workdirs/amnet_cpu/full_continued
-    # (RESULTS.md: about 75 min on 2 cores; sparse beats topk at every update and budget.)
+    # (RESULTS.md: about 75 min on 2 cores; after update 5 sparse beats topk at each budget.)
     c.data.corpus = 'full'
     c.model.encoder.name = 'amnet'       # its single dense branch: the `full` row's pytree
     c.model.encoder.layers = 3
