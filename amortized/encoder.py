@@ -166,6 +166,9 @@ class AmNetEncoder(nn.Module):
   arbitrator_hidden: int
   routing: RoutingConfig
   lstm_impl: str = 'auto'    # one branch: asr.lstm.run_stack's impl (cuDNN on a GPU)
+  # An ablation at inference: every frame to this branch (the arbitrator's cost still counted,
+  # the latency still simulated). Tells the accuracy of each trained branch inside the AmNet.
+  force_branch: str = ''
 
   def setup(self):
     self.branch_set = Branches(self.branches, self.input_dim, self.layers, self.units, self.proj,
@@ -208,6 +211,7 @@ class AmNetEncoder(nn.Module):
       return dict(probs=route, route=route, **sim)
     arb = self.arbitrator()
     hidden_x = self.arb_input(x)                                  # hoisted frame projection
+    forced = self._forced_index()
     temperature = self.routing.temperature(step)
     noise = (jax.random.gumbel(self.make_rng('gumbel'), (frames, batch, k)) if train
              else jnp.zeros((frames, batch, 0)))
@@ -217,6 +221,8 @@ class AmNetEncoder(nn.Module):
       hx_t, a_t, pad_t, noise_t = inputs
       pending = jnp.maximum(f_prev - a_t, 0.0)
       probs, route = self._decide(arb, hx_t, pending, temperature, noise_t if train else None)
+      if forced is not None:
+        route = jnp.broadcast_to(jax.nn.one_hot(forced, k, dtype=route.dtype), route.shape)
       cost = route @ costs     # the hard choice's cost; straight-through gradient to routing
       f_t, pending_t, backlog_t = latency.step(f_prev, a_t, cost, self.routing.rate, pad_t)
       return f_t, (probs, route, pending_t, backlog_t)
@@ -230,6 +236,14 @@ class AmNetEncoder(nn.Module):
     upl = jnp.where(last >= 0, final - (last + 1) * self.routing.hop, 0.0)
     return dict(probs=t_major(probs), route=t_major(route), pending=t_major(pending),
                 backlog=t_major(backlog), upl=upl)
+
+  def _forced_index(self):
+    if not self.force_branch:
+      return None
+    names = [b.name for b in self.branches]
+    if self.force_branch not in names:
+      raise ValueError(f'model.encoder.force_branch: {self.force_branch!r} is not one of {names}')
+    return names.index(self.force_branch)
 
   # --- the routed stack --------------------------------------------------------------------
   def __call__(self, x, paddings, *, train: bool = False, step=None):
@@ -287,6 +301,7 @@ class AmNetEncoder(nn.Module):
     k = len(self.branches)
     costs = jnp.asarray(self.branch_costs(), jnp.float32)
     hop, rate = self.routing.hop, self.routing.rate
+    forced = self._forced_index() if k > 1 else None
     if k > 1:
       arb = self.arbitrator()
       hidden_x = self.arb_input(x)[0]
@@ -311,7 +326,7 @@ class AmNetEncoder(nn.Module):
       pending = jnp.maximum(f_prev - a_t, 0.0)
       if k > 1:
         _, route = self._decide(arb, hx_t[None], pending[None], 1.0, None)
-        choice = jnp.argmax(route[0])
+        choice = jnp.argmax(route[0]) if forced is None else jnp.asarray(forced, jnp.int32)
       else:
         choice = jnp.zeros((), jnp.int32)
       new_state, y = jax.lax.switch(choice, branch_fns, state, x_t[None])
@@ -366,4 +381,4 @@ def from_config(cfg, input_dim: int, hop: float) -> AmNetEncoder:
       extra_frame_flops=e.extra_frame_flops)
   return AmNetEncoder(input_dim=input_dim, layers=e.layers, units=e.units, proj=e.proj,
                       branches=parse_branches(e.branches), arbitrator_hidden=e.arbitrator_hidden,
-                      routing=routing, lstm_impl=e.lstm_impl)
+                      routing=routing, lstm_impl=e.lstm_impl, force_branch=e.force_branch)

@@ -48,12 +48,14 @@ def train(cfg, workdir: str, **_):
 
 
 def eval(cfg, workdir: str, **_):  # pylint: disable=redefined-builtin
-  """WER/CER of the latest checkpoint on `cfg.data.eval_split`; writes eval_<split>.json."""
+  """WER/CER of the latest checkpoint on `cfg.data.eval_split`; writes eval_<split>.json
+  (eval_<split>_<branch>.json with model.encoder.force_branch)."""
   model = models.build_model(cfg)
   dataset = data_lib.load_split(cfg, cfg.data.eval_split)
   variables, stats = train_lib.load_trained(cfg, workdir, model, dataset)
   result, rows = evaluate_lib.Evaluator(model, cfg)(variables, dataset, stats, return_rows=True)
-  out = os.path.join(workdir, f'eval_{cfg.data.eval_split}.json')
+  forced = cfg.model.encoder.get('force_branch', '')
+  out = os.path.join(workdir, f'eval_{cfg.data.eval_split}{"_" + forced if forced else ""}.json')
   with open(out, 'w') as f:
     json.dump({'result': result, 'rows': rows}, f, indent=1,
               default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o))

@@ -56,9 +56,11 @@ def _check_amnet(enc):
   from amortized import amortized_loss  # pylint: disable=g-import-not-at-top
   from amortized import encoder as amnet  # pylint: disable=g-import-not-at-top
   try:
-    amnet.parse_branches(enc.branches)
+    names = [b.name for b in amnet.parse_branches(enc.branches)]
   except ValueError as e:
     raise ConfigError(f'config.{e}') from None
+  _require(not enc.force_branch or enc.force_branch in names, 'model.encoder.force_branch',
+           f'{enc.force_branch!r} is not one of the branches {names}')
   _require(enc.loss_variant in amortized_loss.VARIANTS, 'model.encoder.loss_variant',
            f'{enc.loss_variant!r} is not one of {amortized_loss.VARIANTS}')
   _require(enc.lambda_cost >= 0 and enc.lambda_amr >= 0, 'model.encoder.lambda_amr',

@@ -54,6 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.encoder.g_shape = 'linear'
   c.model.encoder.extra_frame_flops = 0.0  # decoder work per frame counted by the simulator
   c.model.encoder.prune_epochs = 3         # sparse branches: gradual pruning over these epochs
+  c.model.encoder.force_branch = ''        # inference ablation: every frame to this branch
   c.model.encoder.init_from = ''           # workdir of a trained model: SVD / copy initialisation
   c.model.pred_embed_dim = 32
   c.model.pred_units = 64

@@ -17,5 +17,13 @@ def get_sweep(root: str):
     if row != 'full':
       points.append(dict(name=row, config=f'{CONFIG}:{row}',
                          overrides={'model.encoder.init_from': '{root}/full'}))
+  # Stage 2, from a better-trained dense model. Forced to one branch, the stage-1 AmNets'
+  # dense branch was far behind `full_continued` (84.6% WER in amnet_mf_2sided_upl): from the
+  # undertrained `full` (97% WER) it learns only on the frames routed to it. So the same rows
+  # again from `full_continued`, against the dense model trained as long (`full_continued2`).
+  for row in ('full_continued', 'amnet_mf_2sided_upl', 'factorized', 'pruned'):
+    name = 'full_continued2' if row == 'full_continued' else f'{row}_from_fc'
+    points.append(dict(name=name, config=f'{CONFIG}:{row}',
+                       overrides={'model.encoder.init_from': '{root}/full_continued'}))
   # The routing still shows the row that meets the UPL targets (RESULTS.md).
   return dict(report='amnet', points=points, routing_row='amnet_mf_2sided_upl')
