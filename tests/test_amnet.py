@@ -6,6 +6,7 @@ import pytest
 
 from amortized import compression
 from amortized import encoder as amnet
+from amortized import latency
 from asr import lstm
 from asr import train as train_lib
 from experiments import models
@@ -107,6 +108,32 @@ def test_one_branch_dense_amnet_is_the_plain_lstm_encoder():
   y_plain, _, _ = plain.apply(plain_params, x, pads)
   np.testing.assert_allclose(y, y_plain, atol=1e-6)
   assert 'loss' not in aux and 'arbitrator' not in v['params']
+
+
+def test_force_branch_runs_that_branch_alone_as_a_one_branch_model():
+  """The inference ablation: every frame to 'fast' equals a one-branch model holding the fast
+  branch's weights; streaming agrees; the simulator charges the fast cost (+ arbitrator)."""
+  import dataclasses
+  enc = _encoder('slow:dense,fast:factorized:0.25')
+  x, pads = _inputs()
+  v = enc.init({'params': jax.random.key(4), 'gumbel': jax.random.key(5)}, x, pads)
+  forced = dataclasses.replace(enc, force_branch='fast')
+  y, _, aux = forced.apply(v, x, pads, train=False)
+  alone = _encoder('fast:factorized:0.25')
+  y_alone, _, _ = alone.apply({'params': {'branches': {'fast': v['params']['branches']['fast']}}},
+                              x, pads)
+  np.testing.assert_allclose(y, y_alone, atol=1e-5)
+  assert (np.asarray(aux['route'])[..., 1] == 1).all()
+  costs = enc.branch_costs()
+  for row in range(2):
+    n = int((pads[row] == 0).sum())
+    ys, info = forced.apply(v, x[row:row + 1, :n], pads[row:row + 1, :n], method='stream')
+    np.testing.assert_allclose(ys[0], y[row, :n], atol=1e-5)
+    assert (np.asarray(info['route']) == 1).all()
+    upl = latency.simulate_python([costs[1]] * n, rate=1e6, hop=0.03)['upl']
+    np.testing.assert_allclose(info['upl'], upl, rtol=1e-5)
+  with pytest.raises(ValueError, match='force_branch'):
+    dataclasses.replace(enc, force_branch='medium').apply(v, x, pads)
 
 
 def test_branch_costs_follow_budgets():

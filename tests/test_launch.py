@@ -76,6 +76,7 @@ def test_load_config_refuses_unknown_override():
     ('diffs.prune_every', 200, 'diffs.prune_rounds'),          # 2 rounds of 200 > 400 steps
     ('model.encoder.branches', 'slow:dense,fast:sparse:1.5', 'branches'),
     ('model.encoder.loss_variant', 'latency', 'loss_variant'),
+    ('model.encoder.force_branch', 'medium', 'force_branch'),
 ])
 def test_method_sections_are_validated(key, value, message):
   spec = 'diffs.py' if key.startswith('diffs') else 'amnet.py:amnet_sparse'
