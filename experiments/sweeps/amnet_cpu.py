@@ -25,5 +25,9 @@ def get_sweep(root: str):
     name = 'full_continued2' if row == 'full_continued' else f'{row}_from_fc'
     points.append(dict(name=name, config=f'{CONFIG}:{row}',
                        overrides={'model.encoder.init_from': '{root}/full_continued'}))
+  # The rank-0.25 fast branch with the final-UPL term: an AmNet near the static rows' 50% FLOPs.
+  points.append(dict(name='amnet_mf25_2sided_upl_from_fc', config=f'{CONFIG}:amnet_mf25_2sided',
+                     overrides={'model.encoder.init_from': '{root}/full_continued',
+                                'model.encoder.loss_variant': 'two_sided_upl'}))
   # The routing still shows the row that meets the UPL targets (RESULTS.md).
   return dict(report='amnet', points=points, routing_row='amnet_mf_2sided_upl')
