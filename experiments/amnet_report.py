@@ -96,8 +96,39 @@ def write(sweep: dict, root: str, log=print) -> str:
                  'MFLOPs per encoder frame', 'WER % (held-out voices)',
                  os.path.join(root, 'amnet_wer_vs_flops.png'), 'WER against compute')
   _routing_plot(rows, details, root, sweep.get('routing_row'))
+  ablation = [p for p in sweep['points'] if p['name'] in sweep.get('ablation_rows', ())
+              and p['name'] in details]
+  if ablation:
+    text += '\n' + _branch_ablation(ablation, rows, details, root, log)
   log(text)
   return text
+
+
+def _branch_ablation(points, rows, details, root, log=print) -> str:
+  """Each branch of a trained AmNet alone (`model.encoder.force_branch`): the WER it would
+  have if every frame went to it, beside the routed WER."""
+  from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  start, table = time.time(), []
+  for point in points:
+    d = details[point['name']]
+    routed = next(r for r in rows if r['name'] == point['name'])
+    for branch in d['model'].encoder.branches:
+      cfg = sweep_lib.load_config(point['config'],
+                                  {**point['overrides'], 'model.encoder.force_branch': branch.name})
+      result = evaluate_lib.Evaluator(models.build_model(cfg), cfg)(d['variables'], d['test'],
+                                                                    d['stats'])
+      table.append({'name': point['name'], 'branch': f'{branch.name} ({branch.kind}'
+                    f'{"" if branch.kind == "dense" else f" {branch.budget:g}"})',
+                    'wer_alone': 100 * result['wer'], 'cer_alone': 100 * result['cer'],
+                    'routed_wer': routed['wer'], 'shares': routed['shares']})
+      log(f'{point["name"]}, every frame to {branch.name}: WER {100 * result["wer"]:.2f}%')
+  columns = [('name', 'row'), ('branch', 'every frame to'), ('wer_alone', 'WER %'),
+             ('cer_alone', 'CER %'), ('routed_wer', 'routed WER %'),
+             ('shares', 'routed frames per branch')]
+  notes = ('The trained AmNet with `model.encoder.force_branch` set: the arbitrator is '
+           'bypassed and every frame runs the named branch; same test utterances as the table.')
+  return report.write_table(table, columns, os.path.join(root, 'amnet_branch_ablation'),
+                            'Each branch alone', notes, wall_seconds=time.time() - start)
 
 
 def _routing_plot(rows, details, root, routing_row=None):

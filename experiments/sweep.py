@@ -5,7 +5,8 @@ A sweep file defines `get_sweep(root) -> dict(report=KIND, points=[...])`; each 
 trains in `root/name`; `{root}` in an override value is replaced by the sweep's root, which is
 how an AmNet row names the full model it starts from. Points already finished (their
 `train_summary.json` reached the configured steps) are skipped. Other keys go to the report
-(the AmNet report's `routing_row`: the row its routing still shows).
+(the AmNet report's `routing_row`: the row its routing still shows; `ablation_rows`: AmNets
+whose branches it also evaluates alone).
 """
 import importlib.util
 import json
@@ -56,6 +57,9 @@ def load_sweep(path: str, root: str) -> dict:
   names = [p['name'] for p in sweep['points']]
   if sweep.get('routing_row') and sweep['routing_row'] not in names:
     raise ValueError(f'{path}: routing_row {sweep["routing_row"]!r} is not a point ({names})')
+  unknown = [r for r in sweep.get('ablation_rows', ()) if r not in names]
+  if unknown:
+    raise ValueError(f'{path}: ablation_rows {unknown} are not points ({names})')
   return sweep
 
 

@@ -34,9 +34,11 @@ def test_sweep_print_lists_one_command_per_point(tmp_path):
   out = _launch('--sweep=experiments/sweeps/amnet_cpu.py', f'--workdir={tmp_path}', '--sweep_print')
   assert out.returncode == 0, out.stderr
   lines = out.stdout.strip().splitlines()
-  assert len(lines) == len(amnet.ROWS)
+  stage_1 = len(amnet.ROWS)           # every row, the AmNets from `full`
+  assert len(lines) == stage_1 + 5      # and five again from `full_continued`
   assert all(l.startswith('python launch.py --config=') for l in lines)
   assert f'--config.model.encoder.init_from={tmp_path}/full' in lines[1]
+  assert all(f'init_from={tmp_path}/full_continued' in l for l in lines[stage_1:])
 
 
 def test_every_shipped_config_validates():

@@ -1,6 +1,7 @@
 """The report commands end to end on the `tiny` corpus: a two-row AmNet sweep (a one-branch
 full model and an AmNet started from it) is trained and its table and plots written by
-`launch.py --mode=report`, as a researcher runs them."""
+`launch.py --mode=report` (with each branch of the AmNet evaluated alone), as a researcher
+runs them."""
 import csv
 import os
 import shutil
@@ -23,7 +24,7 @@ SMALL = {{'data.corpus': 'tiny', 'model.encoder.layers': 1, 'model.encoder.units
 
 
 def get_sweep(root):
-  return dict(report='amnet', routing_row='amnet', points=[
+  return dict(report='amnet', routing_row='amnet', ablation_rows=['amnet'], points=[
       dict(name='full', config='experiments/configs/demo.py:full', overrides=SMALL),
       dict(name='amnet', config='experiments/configs/demo.py:amnet',
            overrides=dict(SMALL, **{{'model.encoder.init_from': '{{root}}/full',
@@ -58,3 +59,7 @@ def test_amnet_sweep_trains_and_report_writes_table_and_plots(tmp_path):
   assert f'--sweep={sweep}' in table and '| amnet |' in table
   for plot in ('amnet_wer_vs_flops.png', 'amnet_routing.png'):
     assert (root / plot).stat().st_size > 1000
+  alone = list(csv.DictReader(open(root / 'amnet_branch_ablation.csv')))
+  assert [(r['name'], r['branch'].split()[0]) for r in alone] == [('amnet', 'slow'),
+                                                                  ('amnet', 'fast')]
+  assert all(r['routed_wer'] == rows[1]['wer'] and float(r['wer_alone']) >= 0 for r in alone)

@@ -30,4 +30,6 @@ def get_sweep(root: str):
                      overrides={'model.encoder.init_from': '{root}/full_continued',
                                 'model.encoder.loss_variant': 'two_sided_upl'}))
   # The routing still shows the row that meets the UPL targets (RESULTS.md).
-  return dict(report='amnet', points=points, routing_row='amnet_mf_2sided_upl')
+  return dict(report='amnet', points=points, routing_row='amnet_mf_2sided_upl',
+              ablation_rows=['amnet_mf_2sided_upl', 'amnet_mf_2sided_upl_from_fc',
+                             'amnet_mf25_2sided_upl_from_fc'])
