@@ -29,6 +29,11 @@ def get_sweep(root: str):
   points.append(dict(name='amnet_mf25_2sided_upl_from_fc', config=f'{CONFIG}:amnet_mf25_2sided',
                      overrides={'model.encoder.init_from': '{root}/full_continued',
                                 'model.encoder.loss_variant': 'two_sided_upl'}))
+  # A static factorized encoder at amnet_mf_2sided_upl_from_fc's 38% of the full FLOPs: the
+  # matched-FLOPs comparison.
+  points.append(dict(name='factorized38_from_fc', config=f'{CONFIG}:factorized',
+                     overrides={'model.encoder.init_from': '{root}/full_continued',
+                                'model.encoder.branches': 'main:factorized:0.38'}))
   # The routing still shows the row that meets the UPL targets (RESULTS.md).
   return dict(report='amnet', points=points, routing_row='amnet_mf_2sided_upl',
               ablation_rows=['amnet_mf_2sided_upl', 'amnet_mf_2sided_upl_from_fc',
