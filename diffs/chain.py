@@ -56,6 +56,18 @@ def budget_for(method: str, base, fraction: float, value_dtype: str, min_ndim: i
   return Budget(fraction, nbytes, max(1, entries))
 
 
+def infeasible(method: str, base, budget: Budget | None, min_ndim: int) -> str | None:
+  """Why `method` cannot train a diff within `budget` on `base` (None if it can): the
+  low-rank delta needs rank 1 on every matrix plus its 1-D deltas."""
+  if method != 'lowrank':
+    return None
+  try:
+    delta_lib.lowrank_rank(base, budget.entries, min_ndim=min_ndim)
+  except ValueError as e:
+    return str(e)
+  return None
+
+
 def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, seed: int,
                     num_rounds: int, prune_rounds: int,
                     round_steps: int = 0) -> train_lib.Parametrization:

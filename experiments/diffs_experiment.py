@@ -86,39 +86,46 @@ def run(cfg, root: str, log=print) -> list[dict]:
            **scores(base_params, 'update_1', os.path.join(root, 'base_eval.json'))}]
   log(f'base model: WER base {rows[0]["wer_base"]:.2f}%, update_1 (before) '
       f'{rows[0]["wer_new"]:.2f}%; full model package {full_bytes} bytes')
+  chains, skipped = [], []        # every chain checked before the first one trains
   for method in d.methods.split(','):
     if method not in chain.METHODS:
       raise ValueError(f'config.diffs.methods: {method!r} is not one of {chain.METHODS}')
-    fractions = [None] if method == 'full' else [float(b) for b in d.budgets.split(',')]
-    for fraction in fractions:
+    for fraction in [None] if method == 'full' else [float(b) for b in d.budgets.split(',')]:
       budget = (None if fraction is None else
                 chain.budget_for(method, base_params, fraction, d.value_dtype, d.min_ndim))
       name = f'{method}@{fraction:g}' if fraction else method
-      device = base_params
-      for k in range(1, d.updates + 1):
-        workdir = os.path.join(root, 'chains', name, f'update_{k}')
-        new = f'update_{k}'
-        earlier = [sources['base']] + [sources[f'update_{j}'] for j in range(1, k)]
-        replay = chain.replay_sample(earlier, int(d.replay_fraction * len(sources[new])),
-                                     cfg.seed + k)
-        train_data = batching.Dataset(chain.Concat(sources[new], replay), buckets, name=new)
-        log(f'[{name}] update {k}/{d.updates}: {len(train_data)} utterances '
-            f'({len(replay)} replayed)')
-        info = chain.run_update(ucfg, workdir, model, method, device, budget, train_data,
-                                stats_path, k, log=quiet)
-        device = info['params']
-        cache = os.path.join(workdir, 'eval.json')
-        row = {'method': method, 'budget': f'{100 * fraction:g}%' if fraction else 'all',
-               'update': k, 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
-               **scores(device, new, cache)}
-        rows.append(row)
-        log(f'[{name}] update {k}: {row["bytes"]} bytes ({row["pct_full"]:.2f}% of full), '
-            f'WER {new} {row["wer_new"]:.2f}%, base {row["wer_base"]:.2f}%')
-  write(rows, cfg, root, time.time() - start)
+      why = chain.infeasible(method, base_params, budget, d.min_ndim)
+      if why:
+        skipped.append(f'{name} ({why})')
+        log(f'[{name}] skipped: {why}')
+      else:
+        chains.append((method, fraction, budget, name))
+  for method, fraction, budget, name in chains:
+    device = base_params
+    for k in range(1, d.updates + 1):
+      workdir = os.path.join(root, 'chains', name, f'update_{k}')
+      new = f'update_{k}'
+      earlier = [sources['base']] + [sources[f'update_{j}'] for j in range(1, k)]
+      replay = chain.replay_sample(earlier, int(d.replay_fraction * len(sources[new])),
+                                   cfg.seed + k)
+      train_data = batching.Dataset(chain.Concat(sources[new], replay), buckets, name=new)
+      log(f'[{name}] update {k}/{d.updates}: {len(train_data)} utterances '
+          f'({len(replay)} replayed)')
+      info = chain.run_update(ucfg, workdir, model, method, device, budget, train_data,
+                              stats_path, k, log=quiet)
+      device = info['params']
+      cache = os.path.join(workdir, 'eval.json')
+      row = {'method': method, 'budget': f'{100 * fraction:g}%' if fraction else 'all',
+             'update': k, 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
+             **scores(device, new, cache)}
+      rows.append(row)
+      log(f'[{name}] update {k}: {row["bytes"]} bytes ({row["pct_full"]:.2f}% of full), '
+          f'WER {new} {row["wer_new"]:.2f}%, base {row["wer_base"]:.2f}%')
+  write(rows, cfg, root, time.time() - start, skipped)
   return rows
 
 
-def write(rows, cfg, root: str, wall_seconds: float):
+def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
   d = cfg.diffs
   notes = (f'Package bytes are the update files\' sizes ({d.value_dtype} values, zlib); "% of '
            f'full" compares them with the whole model serialised the same way. WER and CER on '
@@ -127,7 +134,8 @@ def write(rows, cfg, root: str, wall_seconds: float):
            + (f' (the first {d.eval_utterances} utterances of each)' if d.eval_utterances else '')
            + f'. Corpus '
            f'`{cfg.data.corpus}`, {d.updates} updates of {d.steps_per_update} steps, '
-           f'replay {d.replay_fraction:g} per new example.')
+           f'replay {d.replay_fraction:g} per new example.'
+           + (f' Skipped, {len(skipped)}: ' + '; '.join(skipped) + '.' if skipped else ''))
   columns = [('method', 'method'), ('budget', 'budget'), ('update', 'update'),
              ('bytes', 'package bytes'), ('pct_full', '% of full'),
              ('wer_new', 'WER new domain %'), ('cer_new', 'CER new domain %'),
