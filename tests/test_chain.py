@@ -68,3 +68,16 @@ def test_replay_sample_is_even_and_deterministic():
   got = [s1[i] for i in range(len(s1))]
   assert got == [s2[i] for i in range(len(s2))] and len(set(got)) == 20
   assert sum(x < 100 for x in got) == 10
+
+
+def test_a_lowrank_budget_below_rank_one_is_reported_before_training():
+  rng = np.random.default_rng(0)
+  base = {'w': rng.normal(size=(30, 20)).astype(np.float32),      # rank 1 costs 30 + 20
+          'v': rng.normal(size=(10, 40)).astype(np.float32),      # and 10 + 40
+          'b': np.zeros(20, np.float32)}                          # 20 dense 1-D entries
+  fits = chain.Budget(0.1, 0, entries=120)
+  short = chain.Budget(0.01, 0, entries=119)
+  assert chain.infeasible('lowrank', base, fits, min_ndim=1) is None
+  assert 'does not fit rank 1' in chain.infeasible('lowrank', base, short, min_ndim=1)
+  for method in ('sparse', 'hashed', 'topk'):
+    assert chain.infeasible(method, base, short, min_ndim=1) is None
