@@ -1,7 +1,7 @@
-"""The report commands end to end on the `tiny` corpus: a two-row AmNet sweep (a one-branch
-full model and an AmNet started from it) is trained and its table and plots written by
-`launch.py --mode=report` (with each branch of the AmNet evaluated alone), as a researcher
-runs them."""
+"""The report commands end to end on the `tiny` corpus, as a researcher runs them: a two-row
+AmNet sweep (a one-branch full model and an AmNet started from it) is trained and its table and
+plots written by `launch.py --mode=report` (with each branch of the AmNet evaluated alone); and
+`launch.py --mode=diffs` trains neural-diff chains and writes their table and plots."""
 import csv
 import os
 import shutil
@@ -40,11 +40,15 @@ def _launch(env, *flags):
   return out
 
 
-@needs_engines
-def test_amnet_sweep_trains_and_report_writes_table_and_plots(tmp_path):
-  data_dir = str(tmp_path / 'tfds')
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
   corpus.build('tiny', data_dir, workers=1)
-  env = dict(os.environ, ASR_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
+  return dict(os.environ, ASR_DATA_DIR=data_dir, JAX_PLATFORMS='cpu')
+
+
+@needs_engines
+def test_amnet_sweep_trains_and_report_writes_table_and_plots(env, tmp_path):
   sweep = tmp_path / 'sweep.py'
   sweep.write_text(SWEEP.format(steps=4))
   root = tmp_path / 'runs'
@@ -63,3 +67,32 @@ def test_amnet_sweep_trains_and_report_writes_table_and_plots(tmp_path):
   assert [(r['name'], r['branch'].split()[0]) for r in alone] == [('amnet', 'slow'),
                                                                   ('amnet', 'fast')]
   assert all(r['routed_wer'] == rows[1]['wer'] and float(r['wer_alone']) >= 0 for r in alone)
+
+
+@needs_engines
+def test_diffs_mode_runs_the_chains_and_writes_the_table(env, tmp_path):
+  """`--mode=diffs`: base model, two updates per chain, the table and both plots; a low-rank
+  budget too small for rank 1 is a reported skip, not the end of the run."""
+  root = tmp_path / 'diffs'
+  _launch(env, '--mode=diffs', '--config=experiments/configs/diffs.py:tiny', f'--workdir={root}',
+          '--config.diffs.methods=sparse,lowrank,full', '--config.diffs.budgets=0.0005,0.1',
+          '--config.train.steps=4', '--config.diffs.steps_per_update=2',
+          '--config.diffs.warmup_steps=1', '--config.diffs.eval_utterances=3',
+          '--config.train.batch_size=4')
+  rows = list(csv.DictReader(open(root / 'diffs_table.csv')))
+  chains = [(r['method'], r['budget'], r['update']) for r in rows]
+  assert chains == [('base model', '-', '0'),
+                    ('sparse', '0.05%', '1'), ('sparse', '0.05%', '2'),
+                    ('sparse', '10%', '1'), ('sparse', '10%', '2'),
+                    ('lowrank', '10%', '1'), ('lowrank', '10%', '2'),
+                    ('full', 'all', '1'), ('full', 'all', '2')]
+  for r in rows[1:]:     # the reported size is the package file's
+    package_path = root / 'chains' / (r['method'] if r['method'] == 'full' else
+                                      f'{r["method"]}@{float(r["budget"][:-1]) / 100:g}') / \
+        f'update_{r["update"]}' / f'update_{r["update"]}.diff'
+    assert int(r['bytes']) == package_path.stat().st_size
+  assert float(rows[1]['pct_full']) < float(rows[3]['pct_full']) < float(rows[-1]['pct_full'])
+  table = open(root / 'diffs_table.md').read()
+  assert 'Skipped, 1: lowrank@0.0005 (low-rank budget' in table
+  for plot in ('diffs_wer_by_update.png', 'diffs_wer_vs_bytes.png'):
+    assert (root / plot).stat().st_size > 1000
