@@ -5,3 +5,13 @@ import sys
 # a test asks for more (in a subprocess).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'slow: a test of a minute or more; run first')
+
+
+def pytest_collection_modifyitems(items):
+  """The slow tests go first, so that with `-n 2` no worker starts one while the other idles at
+  the end of the run (a stable sort: the order is otherwise unchanged)."""
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)

@@ -195,6 +195,7 @@ def test_svd_initialisation_is_the_best_low_rank_approximation():
   np.testing.assert_allclose(np.linalg.norm(w - a @ b), np.sqrt((s[4:] ** 2).sum()), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_tiny_amnet_trains_from_a_dense_baseline(tmp_path):
   cfg = helpers.tiny_config(**{'model.encoder.name': 'amnet', 'train.steps': 4})
   data = helpers.tiny_dataset(cfg)

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT = ['--config.bench.steps=2', '--config.bench.warmup=1', '--config.train.batch_size=2',
          '--config.data.bucket_seconds=(1.0,)', '--config.frontend.num_mels=16',
@@ -22,6 +24,7 @@ def _bench(tmp_path, *args):
   return records, out.stdout
 
 
+@pytest.mark.slow
 def test_amnet_bench_prints_every_figure(tmp_path):
   records, stdout = _bench(
       tmp_path, '--config=experiments/configs/amnet.py:amnet_mf',

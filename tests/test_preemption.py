@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from asr import train as train_lib
 from experiments import models
@@ -30,6 +31,7 @@ def _wait_for_step(proc, step: int):
   return False
 
 
+@pytest.mark.slow
 def test_sigkill_at_three_points_then_resume_matches_uninterrupted(tmp_path):
   reference = _start(tmp_path / 'ref', tmp_path / 'ref.npz', 0)
   reference.communicate(timeout=300)

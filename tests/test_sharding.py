@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 SCRIPT = os.path.join(os.path.dirname(__file__), 'tiny_train_script.py')
 
@@ -17,6 +18,7 @@ def _train(tmp_path, name, devices):
   return np.load(out)
 
 
+@pytest.mark.slow
 def test_four_devices_match_one(tmp_path):
   one, four = _train(tmp_path, 'one', 1), _train(tmp_path, 'four', 4)
   assert int(one['devices']) == 1 and int(four['devices']) == 4
