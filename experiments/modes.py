@@ -54,7 +54,7 @@ def eval(cfg, workdir: str, **_):  # pylint: disable=redefined-builtin
   dataset = data_lib.load_split(cfg, cfg.data.eval_split)
   variables, stats = train_lib.load_trained(cfg, workdir, model, dataset)
   result, rows = evaluate_lib.Evaluator(model, cfg)(variables, dataset, stats, return_rows=True)
-  forced = cfg.model.encoder.get('force_branch', '')
+  forced = cfg.model.encoder.force_branch
   out = os.path.join(workdir, f'eval_{cfg.data.eval_split}{"_" + forced if forced else ""}.json')
   with open(out, 'w') as f:
     json.dump({'result': result, 'rows': rows}, f, indent=1,

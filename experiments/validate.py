@@ -46,6 +46,8 @@ def check(cfg):
   _require(t.nan_policy in ('skip', 'stop'), 'train.nan_policy', f'{t.nan_policy!r} not skip|stop')
   _require(e.beam_width >= 1, 'eval.beam_width', 'must be >= 1')
   _require(e.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
+  _require(enc.name == 'amnet' or not enc.force_branch, 'model.encoder.force_branch',
+           "only the branching encoder (model.encoder.name='amnet') has branches")
   if enc.name == 'amnet':
     _check_amnet(enc)
   if 'diffs' in cfg:

@@ -53,6 +53,7 @@ def test_every_shipped_config_validates():
     ('train.batch_size', 0, 'batch_size'),
     ('train.nan_policy', 'ignore', 'nan_policy'),
     ('model.encoder.kind', 'pruned', 'model.encoder.kind'),
+    ('model.encoder.force_branch', 'main', 'force_branch'),    # name='lstm' has no branches
 ])
 def test_validate_names_the_key(key, value, message):
   cfg = common.base_config()

@@ -1,6 +1,7 @@
 """The AmNet table with CPU-sized models (3 x LSTM-192) on `full`'s base domain: every row of
 configs/amnet.py, in its order, fine-tuned from `full`; then stage 2, seven rows fine-tuned from
-`full_continued` (a better-trained dense start). About 4 hours on 2 cores; the report, 12 min.
+`full_continued` (a better-trained dense start). About 4 hours on 2 cores (measured: 31 min for
+`full`, 8-12 min for each other row alone); the report, 12 min.
 RESULTS.md has the measured table: the rank-0.25 AmNet of stage 2 within 1.2% relative of the
 dense WER at 43% of its FLOPs and an 11.8 ms UPL; the static factorized row at 38% more accurate.
 
