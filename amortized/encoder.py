@@ -12,6 +12,10 @@ stack then runs layer by layer with every branch's input projection hoisted out 
 loop. Training computes all branches each frame and mixes them with the straight-through hard
 Gumbel sample (a one-hot forward, the soft sample's gradient backward); eval uses argmax routing
 and still computes every branch; `stream()` runs only the chosen branch (`lax.switch`).
+With the hard sample a branch gets no gradient from the frames routed elsewhere (its weight in
+the mix is exactly 0), so a branch chosen for few frames learns from few frames; the option
+`gumbel_hard=False` mixes the branches with the soft sample itself in training, so every branch
+learns on every frame in proportion to its probability until the annealing makes it one-hot.
 
 The temperature of the arbitrator's softmax anneals from `temperature_start` to
 `temperature_end` over `anneal_steps` (geometric), so the routing distribution goes from soft
@@ -148,6 +152,7 @@ class RoutingConfig:
   backlog_threshold: float = 0.1   # seconds
   g_shape: str = 'linear'
   extra_frame_flops: float = 0.0   # decoder work per frame counted by the simulator (option)
+  gumbel_hard: bool = True         # training: straight-through one-hot (True) or the soft sample
 
   def temperature(self, step):
     if step is None:
@@ -196,6 +201,8 @@ class AmNetEncoder(nn.Module):
     if noise is None:
       return probs, jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1], dtype=probs.dtype)
     soft = jax.nn.softmax((logits + noise) / temperature)
+    if not self.routing.gumbel_hard:
+      return probs, soft
     hard = jax.nn.one_hot(jnp.argmax(soft, -1), logits.shape[-1], dtype=soft.dtype)
     return probs, hard + soft - jax.lax.stop_gradient(soft)
 
@@ -223,7 +230,7 @@ class AmNetEncoder(nn.Module):
       probs, route = self._decide(arb, hx_t, pending, temperature, noise_t if train else None)
       if forced is not None:
         route = jnp.broadcast_to(jax.nn.one_hot(forced, k, dtype=route.dtype), route.shape)
-      cost = route @ costs     # the hard choice's cost; straight-through gradient to routing
+      cost = route @ costs     # the chosen cost (the sample's expected cost when soft)
       f_t, pending_t, backlog_t = latency.step(f_prev, a_t, cost, self.routing.rate, pad_t)
       return f_t, (probs, route, pending_t, backlog_t)
 
@@ -378,7 +385,7 @@ def from_config(cfg, input_dim: int, hop: float) -> AmNetEncoder:
       temperature_end=e.temperature_end, anneal_steps=e.anneal_steps,
       loss_variant=e.loss_variant, lambda_cost=e.lambda_cost, lambda_amr=e.lambda_amr,
       backlog_threshold=e.backlog_threshold, g_shape=e.g_shape,
-      extra_frame_flops=e.extra_frame_flops)
+      extra_frame_flops=e.extra_frame_flops, gumbel_hard=e.gumbel_hard)
   return AmNetEncoder(input_dim=input_dim, layers=e.layers, units=e.units, proj=e.proj,
                       branches=parse_branches(e.branches), arbitrator_hidden=e.arbitrator_hidden,
                       routing=routing, lstm_impl=e.lstm_impl, force_branch=e.force_branch)

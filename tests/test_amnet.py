@@ -98,6 +98,37 @@ def test_routed_recurrence_matches_autodiff_of_the_mixing_scan():
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.parametrize('hard', [True, False])
+def test_training_mix_gradient_reaches_unchosen_branch_only_when_soft(hard):
+  """Straight-through hard samples give a branch exactly no gradient from frames routed
+  elsewhere; the soft sample (gumbel_hard=False) mixes by probability, so it does."""
+  enc = _encoder('slow:dense,fast:factorized:0.25', gumbel_hard=hard)
+  x, pads = _inputs(batch=1, frames=6)
+  pads = jnp.zeros_like(pads)
+  v = enc.init({'params': jax.random.key(1), 'gumbel': jax.random.key(2)}, x, pads)
+  # Every frame to 'fast': a large logit bias, temperature 1 (step 0) so the soft mix is not
+  # one-hot in float32.
+  params = jax.tree_util.tree_map(lambda a: a, v['params'])
+  params['arbitrator']['out_b'] = jnp.array([-4.0, 4.0])
+  rngs = {'gumbel': jax.random.key(5)}
+
+  def loss(branches):
+    p = {**params, 'branches': branches}
+    y, _, aux = enc.apply({**v, 'params': p}, x, pads, train=True, step=0, rngs=rngs)
+    return jnp.sum(y ** 2), aux['route']
+
+  grads, route = jax.grad(loss, has_aux=True)(params['branches'])
+  slow_grad = sum(float(jnp.abs(g).sum()) for g in jax.tree_util.tree_leaves(grads['slow']))
+  fast_grad = sum(float(jnp.abs(g).sum()) for g in jax.tree_util.tree_leaves(grads['fast']))
+  assert fast_grad > 0
+  if hard:
+    np.testing.assert_array_equal(route[0, :, 0], 0.0)      # no frame chose 'slow'
+    assert slow_grad == 0.0
+  else:
+    assert 0 < float(route[0, :, 0].max()) < 0.5            # a soft share on every frame
+    assert slow_grad > 1e-4 * fast_grad
+
+
 def test_one_branch_dense_amnet_is_the_plain_lstm_encoder():
   enc = _encoder('main:dense')
   plain = lstm.LSTMEncoder(layers=2, units=16)

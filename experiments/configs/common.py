@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.encoder.temperature_start = 1.0
   c.model.encoder.temperature_end = 0.01
   c.model.encoder.anneal_steps = 1000      # geometric annealing of the routing temperature
+  c.model.encoder.gumbel_hard = True       # training mix: straight-through one-hot | soft sample
   c.model.encoder.loss_variant = 'backlog' # amortized_loss.VARIANTS, e.g. backlog | two_sided
   c.model.encoder.lambda_cost = 0.0
   c.model.encoder.lambda_amr = 0.0

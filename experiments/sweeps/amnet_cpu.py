@@ -44,7 +44,31 @@ def get_sweep(root: str):
   points.append(dict(name='factorized38_from_fc', config=f'{CONFIG}:factorized',
                      overrides={'model.encoder.init_from': '{root}/full_continued',
                                 'model.encoder.branches': 'main:factorized:0.38'}))
+  # Rank 0.25 is accurate but its own frame cost (11.8 ms) floors the UPL; rank 0.1 is cheap
+  # (5.1 ms) but inaccurate. Three branches: the final-UPL term can send the last frames to
+  # the cheapest one while most frames stay on rank 0.25.
+  points.append(dict(name='amnet_mf3_2sided_upl_from_fc', config=f'{CONFIG}:amnet_mf25_2sided',
+                     overrides={'model.encoder.init_from': '{root}/full_continued',
+                                'model.encoder.branches':
+                                    'slow:dense,mid:factorized:0.25,fast:factorized:0.1',
+                                'model.encoder.loss_variant': 'two_sided_upl'}))
+  # The headline row again with another seed (arbitrator noise, data order): how far apart
+  # two runs of one row land, before reading rank 0.2 against 0.25.
+  points.append(dict(name='amnet_mf25_2sided_upl_from_fc_seed1',
+                     config=f'{CONFIG}:amnet_mf25_2sided',
+                     overrides={'model.encoder.init_from': '{root}/full_continued',
+                                'model.encoder.loss_variant': 'two_sided_upl', 'seed': 1}))
+  # The hard sample trains a branch only on the frames routed to it; the soft sample mixes the
+  # branches by probability until the annealing makes it one-hot, so early on every branch
+  # learns on every frame.
+  points.append(dict(name='amnet_mf25_2sided_upl_soft_from_fc',
+                     config=f'{CONFIG}:amnet_mf25_2sided',
+                     overrides={'model.encoder.init_from': '{root}/full_continued',
+                                'model.encoder.loss_variant': 'two_sided_upl',
+                                'model.encoder.gumbel_hard': False}))
   # The routing still shows the row that meets the UPL targets (RESULTS.md).
   return dict(report='amnet', points=points, routing_row='amnet_mf_2sided_upl',
               ablation_rows=['amnet_mf_2sided_upl', 'amnet_mf_2sided_upl_from_fc',
-                             'amnet_mf25_2sided_upl_from_fc', 'amnet_mf20_2sided_upl_from_fc'])
+                             'amnet_mf25_2sided_upl_from_fc', 'amnet_mf20_2sided_upl_from_fc',
+                             'amnet_mf3_2sided_upl_from_fc', 'amnet_mf25_2sided_upl_from_fc_seed1',
+                             'amnet_mf25_2sided_upl_soft_from_fc'])
