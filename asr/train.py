@@ -13,6 +13,7 @@ AmNet's amortized terms); gradients w.r.t. trainable only; skip the update if an
 finite; clip, Adam with warm-up and cosine decay.
 """
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -57,9 +58,25 @@ def plain_parametrization() -> Parametrization:
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
+  """Clip + Adam with warm-up and cosine decay. `cfg.frozen` (comma-separated top-level
+  parameter names, e.g. 'predictor,joint') zeroes those parts' gradients first, so Adam's
+  moments stay 0 and the parts keep their initial values (a frozen decoder while an encoder
+  is fine-tuned); the clip then sees only the trained parts."""
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1), cfg.lr * cfg.final_lr_ratio)
-  return optax.chain(optax.clip_by_global_norm(cfg.clip), optax.adam(schedule))
+  stages = [optax.clip_by_global_norm(cfg.clip), optax.adam(schedule)]
+  frozen = [k.strip() for k in cfg.get('frozen', '').split(',') if k.strip()]
+  if frozen:
+    stages.insert(0, optax.masked(optax.set_to_zero(), functools.partial(_frozen_mask, frozen)))
+  return optax.chain(*stages)
+
+
+def _frozen_mask(frozen: list[str], params):
+  missing = [k for k in frozen if not isinstance(params, dict) or k not in params]
+  if missing:
+    raise ValueError(f'train.frozen: {missing} not among the parameters '
+                     f'{sorted(params) if isinstance(params, dict) else type(params).__name__}')
+  return {k: jax.tree_util.tree_map(lambda _: k in frozen, v) for k, v in params.items()}
 
 
 def step_key(seed: int, step) -> jax.Array:

@@ -94,7 +94,9 @@ def write(sweep: dict, root: str, log=print) -> str:
                             notes, wall_seconds=time.time() - start)
   report.scatter([(r['name'], r['mflops_per_frame'], r['wer']) for r in rows],
                  'MFLOPs per encoder frame', 'WER % (held-out voices)',
-                 os.path.join(root, 'amnet_wer_vs_flops.png'), 'WER against compute')
+                 os.path.join(root, 'amnet_wer_vs_flops.png'), 'WER against compute',
+                 groups={r['name']: 'AmNet' if ',' in r['branches'] else 'one encoder'
+                         for r in rows})
   _routing_plot(rows, details, root, sweep.get('routing_row'))
   ablation = [p for p in sweep['points'] if p['name'] in sweep.get('ablation_rows', ())
               and p['name'] in details]

@@ -72,16 +72,23 @@ def write_table(rows: list[dict], columns: list[tuple[str, str]], stem: str, tit
 
 
 def scatter(points: list[tuple[str, float, float]], xlabel: str, ylabel: str, path: str,
-            title: str = ''):
-  """Labelled scatter plot, e.g. WER against FLOPs per frame, one point per row."""
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for label, x, y in points:
-    ax.scatter([x], [y])
-    ax.annotate(label, (x, y), textcoords='offset points', xytext=(4, 4), fontsize=8)
+            title: str = '', groups: dict[str, str] | None = None):
+  """Scatter plot, one numbered point per row (e.g. WER against FLOPs per frame); the legend
+  maps numbers to row names, so labels of nearby points do not overprint. `groups` (row ->
+  group name) gives each group its own marker, named in the legend."""
+  markers = {}
+  fig, ax = plt.subplots(figsize=(9, 4.8))
+  for i, (label, x, y) in enumerate(points, 1):
+    group = (groups or {}).get(label, '')
+    marker = markers.setdefault(group, 'osD^v<>'[len(markers) % 7])
+    ax.scatter([x], [y], marker=marker, label=f'{i}  {label}' + (f' ({group})' if group else ''))
+    ax.annotate(str(i), (x, y), textcoords='offset points', xytext=(4, 3), fontsize=7)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.grid(alpha=0.3)
+  ax.legend(fontsize=6.5, loc='upper left', bbox_to_anchor=(1.01, 1.0), frameon=False,
+            ncol=1 if len(points) <= 24 else 2)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -44,6 +44,10 @@ def check(cfg):
   _require(t.checkpoint_every >= 1 and t.log_every >= 1 and t.eval_every >= 1, 'train',
            'checkpoint_every, log_every and eval_every must be >= 1')
   _require(t.nan_policy in ('skip', 'stop'), 'train.nan_policy', f'{t.nan_policy!r} not skip|stop')
+  parts = {'encoder', 'predictor', 'joint'} | ({'ctc_head'} if m.ctc_weight > 0 else set())
+  frozen = {k.strip() for k in t.frozen.split(',') if k.strip()}
+  _require(frozen <= parts and frozen != parts, 'train.frozen',
+           f'{t.frozen!r}: names of some (not all) of the model parts {sorted(parts)}')
   _require(e.beam_width >= 1, 'eval.beam_width', 'must be >= 1')
   _require(e.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
   _require(enc.name == 'amnet' or not enc.force_branch, 'model.encoder.force_branch',

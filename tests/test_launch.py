@@ -35,7 +35,7 @@ def test_sweep_print_lists_one_command_per_point(tmp_path):
   assert out.returncode == 0, out.stderr
   lines = out.stdout.strip().splitlines()
   stage_1 = len(amnet.ROWS)           # every row, the AmNets from `full`
-  assert len(lines) == stage_1 + 10     # and ten more from `full_continued`
+  assert len(lines) == stage_1 + 11     # and eleven more from `full_continued`
   assert all(l.startswith('python launch.py --config=') for l in lines)
   assert f'--config.model.encoder.init_from={tmp_path}/full' in lines[1]
   assert all(f'init_from={tmp_path}/full_continued' in l for l in lines[stage_1:])
@@ -54,6 +54,8 @@ def test_every_shipped_config_validates():
     ('train.nan_policy', 'ignore', 'nan_policy'),
     ('model.encoder.kind', 'pruned', 'model.encoder.kind'),
     ('model.encoder.force_branch', 'main', 'force_branch'),    # name='lstm' has no branches
+    ('train.frozen', 'decoder', 'train.frozen'),
+    ('train.frozen', 'encoder,predictor,joint,ctc_head', 'train.frozen'),   # nothing to train
 ])
 def test_validate_names_the_key(key, value, message):
   cfg = common.base_config()

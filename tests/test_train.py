@@ -84,3 +84,26 @@ def test_rounds_start_every_round_steps_or_every_epoch(tmp_path, round_steps):
   param = train_lib.Parametrization(plain.init, plain.apply, on_round, round_steps)
   _run(cfg, tmp_path, data, parametrization=param)
   assert calls == list(range(-(-8 // per_round)))       # rounds 0, 1, ... started before step 8
+
+
+def test_frozen_parts_keep_their_initial_values(tmp_path):
+  cfg = helpers.tiny_config(**{'train.steps': 3, 'train.frozen': 'predictor,joint'})
+  data = helpers.tiny_dataset(cfg)
+  model = models.build_model(cfg)
+  init = train_lib.init_variables(model, cfg, data, cfg.seed)
+  trained, _, _ = _run(cfg, tmp_path, data, init_vars=init)
+  init = jax.tree_util.tree_map(np.asarray, train_lib.init_variables(model, cfg, data, cfg.seed))
+  for part in ('predictor', 'joint'):
+    for a, b in zip(jax.tree_util.tree_leaves(init['params'][part]),
+                    jax.tree_util.tree_leaves(trained['params'][part])):
+      np.testing.assert_array_equal(a, b)
+  moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(
+      jax.tree_util.tree_leaves(init['params']['encoder']),
+      jax.tree_util.tree_leaves(trained['params']['encoder']))]
+  assert min(moved) > 0
+
+
+def test_frozen_names_an_unknown_part(tmp_path):
+  cfg = helpers.tiny_config(**{'train.steps': 1, 'train.frozen': 'decoder'})
+  with pytest.raises(ValueError, match="train.frozen: \\['decoder'\\]"):
+    train_lib.make_optimizer(cfg.train).init({'encoder': np.zeros(2), 'joint': np.zeros(2)})
