@@ -76,10 +76,19 @@ def get_sweep(root: str):
                      overrides={'model.encoder.init_from': '{root}/full_continued',
                                 'model.encoder.loss_variant': 'two_sided_upl',
                                 'train.frozen': 'predictor,joint,ctc_head'}))
+  # The three-branch row with the decoder frozen the same way.
+  points.append(dict(name='amnet_mf3_2sided_upl_frozen_dec_from_fc',
+                     config=f'{CONFIG}:amnet_mf25_2sided',
+                     overrides={'model.encoder.init_from': '{root}/full_continued',
+                                'model.encoder.branches':
+                                    'slow:dense,mid:factorized:0.25,fast:factorized:0.1',
+                                'model.encoder.loss_variant': 'two_sided_upl',
+                                'train.frozen': 'predictor,joint,ctc_head'}))
   # The routing still shows the row that meets the UPL targets (RESULTS.md).
   return dict(report='amnet', points=points, routing_row='amnet_mf_2sided_upl',
               ablation_rows=['amnet_mf_2sided_upl', 'amnet_mf_2sided_upl_from_fc',
                              'amnet_mf25_2sided_upl_from_fc', 'amnet_mf20_2sided_upl_from_fc',
                              'amnet_mf3_2sided_upl_from_fc', 'amnet_mf25_2sided_upl_from_fc_seed1',
                              'amnet_mf25_2sided_upl_soft_from_fc',
-                             'amnet_mf25_2sided_upl_frozen_dec_from_fc'])
+                             'amnet_mf25_2sided_upl_frozen_dec_from_fc',
+                             'amnet_mf3_2sided_upl_frozen_dec_from_fc'])
