@@ -58,10 +58,11 @@ def plain_parametrization() -> Parametrization:
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
-  """Clip + Adam with warm-up and cosine decay. `cfg.frozen` (comma-separated top-level
-  parameter names, e.g. 'predictor,joint') zeroes those parts' gradients first, so Adam's
-  moments stay 0 and the parts keep their initial values (a frozen decoder while an encoder
-  is fine-tuned); the clip then sees only the trained parts."""
+  """Clip + Adam with warm-up and cosine decay. `cfg.frozen` (comma-separated parameter parts:
+  top-level names such as 'predictor,joint' or '/'-separated paths such as
+  'encoder/branches/slow') zeroes those parts' gradients first, so Adam's moments stay 0 and
+  the parts keep their initial values (a frozen decoder while an encoder is fine-tuned); the
+  clip then sees only the trained parts."""
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1), cfg.lr * cfg.final_lr_ratio)
   stages = [optax.clip_by_global_norm(cfg.clip), optax.adam(schedule)]
@@ -72,11 +73,20 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
 
 
 def _frozen_mask(frozen: list[str], params):
-  missing = [k for k in frozen if not isinstance(params, dict) or k not in params]
+  def node(path):
+    tree = params
+    for key in path.split('/'):
+      if not isinstance(tree, dict) or key not in tree:
+        return None
+      tree = tree[key]
+    return tree
+  missing = [k for k in frozen if node(k) is None]
   if missing:
-    raise ValueError(f'train.frozen: {missing} not among the parameters '
-                     f'{sorted(params) if isinstance(params, dict) else type(params).__name__}')
-  return {k: jax.tree_util.tree_map(lambda _: k in frozen, v) for k, v in params.items()}
+    top = sorted(params) if isinstance(params, dict) else type(params).__name__
+    raise ValueError(f'train.frozen: {missing} not among the parameters (top level: {top})')
+  prefixes = [tuple(k.split('/')) for k in frozen]
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: any(tuple(p.key for p in path[:len(f)]) == f for f in prefixes), params)
 
 
 def step_key(seed: int, step) -> jax.Array:

@@ -45,9 +45,9 @@ def check(cfg):
            'checkpoint_every, log_every and eval_every must be >= 1')
   _require(t.nan_policy in ('skip', 'stop'), 'train.nan_policy', f'{t.nan_policy!r} not skip|stop')
   parts = {'encoder', 'predictor', 'joint'} | ({'ctc_head'} if m.ctc_weight > 0 else set())
-  frozen = {k.strip() for k in t.frozen.split(',') if k.strip()}
-  _require(frozen <= parts and frozen != parts, 'train.frozen',
-           f'{t.frozen!r}: names of some (not all) of the model parts {sorted(parts)}')
+  frozen = [k.strip() for k in t.frozen.split(',') if k.strip()]
+  _require({k.split('/')[0] for k in frozen} <= parts and set(frozen) != parts, 'train.frozen',
+           f'{t.frozen!r}: some (not all) of the model parts {sorted(parts)}, or paths in them')
   _require(e.beam_width >= 1, 'eval.beam_width', 'must be >= 1')
   _require(e.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
   _require(enc.name == 'amnet' or not enc.force_branch, 'model.encoder.force_branch',

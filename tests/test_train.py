@@ -103,6 +103,16 @@ def test_frozen_parts_keep_their_initial_values(tmp_path):
   assert min(moved) > 0
 
 
+def test_frozen_path_freezes_only_that_subtree():
+  params = {'encoder': {'branches': {'slow': {'w': np.ones(2)}, 'fast': {'w': np.ones(2)}}},
+            'joint': {'w': np.ones(2)}}
+  mask = train_lib._frozen_mask(['encoder/branches/slow', 'joint'], params)
+  assert mask == {'encoder': {'branches': {'slow': {'w': True}, 'fast': {'w': False}}},
+                  'joint': {'w': True}}
+  with pytest.raises(ValueError, match='encoder/branches/medium'):
+    train_lib._frozen_mask(['encoder/branches/medium'], params)
+
+
 def test_frozen_names_an_unknown_part(tmp_path):
   cfg = helpers.tiny_config(**{'train.steps': 1, 'train.frozen': 'decoder'})
   with pytest.raises(ValueError, match="train.frozen: \\['decoder'\\]"):

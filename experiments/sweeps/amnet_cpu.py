@@ -84,6 +84,14 @@ def get_sweep(root: str):
                                     'slow:dense,mid:factorized:0.25,fast:factorized:0.1',
                                 'model.encoder.loss_variant': 'two_sided_upl',
                                 'train.frozen': 'predictor,joint,ctc_head'}))
+  # Frozen, the decoder did not stop the dense branch alone from losing accuracy: its own
+  # weights drift, co-adapting to states the fast branch wrote. Freeze it too: only the fast
+  # branch and the arbitrator learn, around the deployed dense model.
+  points.append(dict(name='amnet_mf25_2sided_upl_frozen_slow_from_fc',
+                     config=f'{CONFIG}:amnet_mf25_2sided',
+                     overrides={'model.encoder.init_from': '{root}/full_continued',
+                                'model.encoder.loss_variant': 'two_sided_upl',
+                                'train.frozen': 'encoder/branches/slow,predictor,joint,ctc_head'}))
   # The routing still shows the row that meets the UPL targets (RESULTS.md).
   return dict(report='amnet', points=points, routing_row='amnet_mf_2sided_upl',
               ablation_rows=['amnet_mf_2sided_upl', 'amnet_mf_2sided_upl_from_fc',
@@ -91,4 +99,5 @@ def get_sweep(root: str):
                              'amnet_mf3_2sided_upl_from_fc', 'amnet_mf25_2sided_upl_from_fc_seed1',
                              'amnet_mf25_2sided_upl_soft_from_fc',
                              'amnet_mf25_2sided_upl_frozen_dec_from_fc',
-                             'amnet_mf3_2sided_upl_frozen_dec_from_fc'])
+                             'amnet_mf3_2sided_upl_frozen_dec_from_fc',
+                             'amnet_mf25_2sided_upl_frozen_slow_from_fc'])
