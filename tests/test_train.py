@@ -92,6 +92,7 @@ def test_frozen_parts_keep_their_initial_values(tmp_path):
   model = models.build_model(cfg)
   init = train_lib.init_variables(model, cfg, data, cfg.seed)
   trained, _, _ = _run(cfg, tmp_path, data, init_vars=init)
+  # The train step donated `init`'s buffers; the same seed gives the same values again.
   init = jax.tree_util.tree_map(np.asarray, train_lib.init_variables(model, cfg, data, cfg.seed))
   for part in ('predictor', 'joint'):
     for a, b in zip(jax.tree_util.tree_leaves(init['params'][part]),

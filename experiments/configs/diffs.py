@@ -57,7 +57,8 @@ def get_config(size: str = 'small'):
     # python launch.py --config=experiments/configs/diffs.py:cpu --workdir=workdirs/diffs_cpu5_all \
     #     --mode=diffs --config.diffs.base_workdir=workdirs/amnet_cpu/full_continued
     # (RESULTS.md: about 2.5 h on 2 cores in all; after update 5 sparse is the best budgeted
-    # diff at each budget and beats topk; low-rank at 1% does not fit and is reported skipped.)
+    # diff at each budget and beats topk; low-rank at 1% does not fit and is reported skipped,
+    # unless the biases get no deltas: --config.diffs.min_ndim=2, rank 1.)
     c.data.corpus = 'full'
     c.model.encoder.name = 'amnet'       # its single dense branch: the `full` row's pytree
     c.model.encoder.layers = 3
