@@ -85,8 +85,11 @@ def _frozen_mask(frozen: list[str], params):
     top = sorted(params) if isinstance(params, dict) else type(params).__name__
     raise ValueError(f'train.frozen: {missing} not among the parameters (top level: {top})')
   prefixes = [tuple(k.split('/')) for k in frozen]
-  return jax.tree_util.tree_map_with_path(
+  mask = jax.tree_util.tree_map_with_path(
       lambda path, _: any(tuple(p.key for p in path[:len(f)]) == f for f in prefixes), params)
+  if all(jax.tree_util.tree_leaves(mask)):     # validate.py sees names, not the paths' cover
+    raise ValueError(f'train.frozen: {frozen} freezes every parameter; nothing would train')
+  return mask
 
 
 def step_key(seed: int, step) -> jax.Array:

@@ -35,7 +35,7 @@ def test_sweep_print_lists_one_command_per_point(tmp_path):
   assert out.returncode == 0, out.stderr
   lines = out.stdout.strip().splitlines()
   stage_1 = len(amnet.ROWS)           # every row, the AmNets from `full`
-  assert len(lines) == stage_1 + 13     # and thirteen more from `full_continued`
+  assert len(lines) == stage_1 + 16     # and sixteen more from `full_continued`
   assert all(l.startswith('python launch.py --config=') for l in lines)
   assert f'--config.model.encoder.init_from={tmp_path}/full' in lines[1]
   assert all(f'init_from={tmp_path}/full_continued' in l for l in lines[stage_1:])

@@ -112,6 +112,8 @@ def test_frozen_path_freezes_only_that_subtree():
                   'joint': {'w': True}}
   with pytest.raises(ValueError, match='encoder/branches/medium'):
     train_lib._frozen_mask(['encoder/branches/medium'], params)
+  with pytest.raises(ValueError, match='freezes every parameter'):
+    train_lib._frozen_mask(['encoder/branches/slow', 'encoder/branches/fast', 'joint'], params)
 
 
 def test_frozen_names_an_unknown_part(tmp_path):

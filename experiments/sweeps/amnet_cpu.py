@@ -92,6 +92,14 @@ def get_sweep(root: str):
                      overrides={'model.encoder.init_from': '{root}/full_continued',
                                 'model.encoder.loss_variant': 'two_sided_upl',
                                 'train.frozen': 'encoder/branches/slow,predictor,joint,ctc_head'}))
+  # The static factorized curve below 38%: at the AmNets' fast-branch ranks (0.25, 0.2, 0.1),
+  # where each keeps up with the device alone (UPL = one frame's cost: 11.8, 9.5, 5.1 ms).
+  # Where does static compression start to cost accuracy, and do the AmNets lie below it?
+  for percent in (25, 20, 10):
+    points.append(dict(name=f'factorized{percent}_from_fc',
+                       config=f'{CONFIG}:factorized',
+                       overrides={'model.encoder.init_from': '{root}/full_continued',
+                                  'model.encoder.branches': f'main:factorized:{percent / 100}'}))
   # The routing still shows the row that meets the UPL targets (RESULTS.md).
   return dict(report='amnet', points=points, routing_row='amnet_mf_2sided_upl',
               ablation_rows=['amnet_mf_2sided_upl', 'amnet_mf_2sided_upl_from_fc',
