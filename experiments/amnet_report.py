@@ -5,6 +5,7 @@ under the model's own argmax routing), share of frames per branch, routing confi
 median and p90 on the simulated device, parameters, and the measured wall time of streaming
 inference (only the chosen branch runs) relative to the full model, all in one process.
 """
+import json
 import os
 import time
 
@@ -22,9 +23,10 @@ from experiments import sweep as sweep_lib
 STREAM_UTTERANCES = 16
 
 
-def evaluate_row(point, cfg, log=print) -> tuple[dict, dict]:
+def evaluate_row(point, cfg, log=print, test=None) -> tuple[dict, dict]:
   model = models.build_model(cfg)
-  test = data_lib.load_split(cfg, cfg.data.eval_split, log=lambda *_: None)
+  if test is None:
+    test = data_lib.load_split(cfg, cfg.data.eval_split, log=lambda *_: None)
   variables, stats = train_lib.load_trained(cfg, point['workdir'], model, test)
   from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   result, rows = evaluate_lib.Evaluator(model, cfg)(variables, test, stats, return_rows=True)
@@ -51,13 +53,18 @@ def evaluate_row(point, cfg, log=print) -> tuple[dict, dict]:
 
 def write(sweep: dict, root: str, log=print) -> str:
   start = time.time()
-  rows, details = [], {}
+  rows, details, tests = [], {}, {}
   for point in sweep['points']:
     cfg = sweep_lib.load_config(point['config'], point['overrides'])
     if not os.path.exists(os.path.join(point['workdir'], 'train_summary.json')):
       log(f'{point["name"]}: not trained yet ({point["workdir"]}), left out of the table')
       continue
-    row, details[point['name']] = evaluate_row(point, cfg, log)
+    # Rows of one sweep share their test split: one copy of its audio, not one per row.
+    key = json.dumps([cfg.data.to_dict(), cfg.frontend.to_dict(), cfg.model.ctc_weight],
+                     sort_keys=True)
+    if key not in tests:
+      tests[key] = data_lib.load_split(cfg, cfg.data.eval_split, log=lambda *_: None)
+    row, details[point['name']] = evaluate_row(point, cfg, log, test=tests[key])
     rows.append(row)
   if not rows:
     raise FileNotFoundError(f'{root}: no trained rows; run the sweep first')

@@ -35,7 +35,10 @@ def measure(spec: dict) -> list[dict]:
                        cwd=root, capture_output=True, text=True, check=False)
   os.unlink(f.name)
   if out.returncode:
-    raise RuntimeError(f'stream_timing failed:\n{out.stderr[-3000:]}')
+    hint = ('' if 'Cannot allocate memory' not in out.stderr else
+            f'\n{len(spec["models"])} models compiled more programs than one process may map '
+            '(vm.max_map_count); time fewer models at once or raise vm.max_map_count')
+    raise RuntimeError(f'stream_timing failed:\n{out.stderr[-3000:]}{hint}')
   return [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{')]
 
 
@@ -73,10 +76,17 @@ def _run(spec: dict):
     samples = int(float(spec.get('seconds', 4.0)) * 16000)
     audio = [(rng.standard_normal(samples) * 3000).astype(np.int16) for _ in range(n)]
   audio_seconds = sum(a.size for a in audio) / 16000
+  # Each compiled program holds dozens of memory mappings, and a process may hold 65,530 by
+  # default (vm.max_map_count): one featurizer per frontend, its statistics an argument, keeps a
+  # sweep's rows from compiling the same features once per row.
+  featurizers = {}
   runs = []
   for name, cfg, model, variables, stats in prepared:
-    feats = jax.jit(lambda a, cfg=cfg, stats=stats: features.featurize(
-        a, np.zeros(a.shape, np.float32), cfg.frontend, stats))
+    frontend = json.dumps(cfg.frontend.to_dict(), sort_keys=True)
+    if frontend not in featurizers:
+      featurizers[frontend] = jax.jit(lambda a, st, fe=cfg.frontend: features.featurize(
+          a, np.zeros(a.shape, np.float32), fe, st))
+    feats = lambda a, featurize=featurizers[frontend], stats=stats: featurize(a, stats)
     enc_vars = {k: v['encoder'] for k, v in variables.items() if 'encoder' in v}
     stream = jax.jit(lambda x, p, model=model, enc_vars=enc_vars: model.encoder.apply(
         enc_vars, x, p, method='stream'))
