@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 from asr.data import corpus
@@ -95,3 +96,30 @@ def test_diffs_mode_runs_the_chains_and_writes_the_table(env, tmp_path):
   assert 'Skipped, 1: lowrank@0.0005 (low-rank budget' in table
   for plot in ('diffs_wer_by_update.png', 'diffs_wer_vs_bytes.png'):
     assert (root / plot).stat().st_size > 1000
+
+
+def test_stream_times_come_in_groups_each_against_its_own_full_model(monkeypatch):
+  """A timing process holds at most STREAM_GROUP models (a 29-row sweep overran the mappings
+  one process may hold): every group times the full model too, and each row's ratio is to the
+  full model of its own group."""
+  from experiments import amnet_report
+  calls = []
+
+  def fake_measure(spec):
+    calls.append([m['name'] for m in spec['models']])
+    full_rtf = 0.01 * len(calls)            # the reference drifts from one process to the next
+    return [{'rtf': full_rtf if m['name'] == 'full' else full_rtf * int(m['name'][1:]) / 10}
+            for m in spec['models']]
+
+  monkeypatch.setattr(amnet_report, 'STREAM_GROUP', 3)
+  monkeypatch.setattr(amnet_report.stream_timing, 'measure', fake_measure)
+  rows = [{'name': n} for n in ('r5', 'full', 'r2', 'r7', 'r4', 'r9')]
+  details = {r['name']: {'cfg': ml_collections.ConfigDict({'x': 1})} for r in rows}
+  sweep = {'points': [{'name': r['name'], 'workdir': f'w/{r["name"]}'} for r in rows]}
+  amnet_report._stream_times(rows, rows[1], details, sweep)
+  assert calls == [['full', 'r5', 'r2'], ['full', 'r7', 'r4'], ['full', 'r9']]
+  assert rows[1]['stream_rtf'] == 0.01 and rows[1]['stream_time_vs_full'] == 1.0
+  for r in rows:
+    assert r['stream_time_vs_full'] == pytest.approx(int(r['name'][1:]) / 10 if r is not rows[1]
+                                                     else 1.0)
+  assert rows[5]['stream_rtf'] == pytest.approx(0.03 * 0.9)
