@@ -77,7 +77,8 @@ def scatter(points: list[tuple[str, float, float]], xlabel: str, ylabel: str, pa
   maps numbers to row names, so labels of nearby points do not overprint. `groups` (row ->
   group name) gives each group its own marker, named in the legend."""
   markers = {}
-  fig, ax = plt.subplots(figsize=(9, 4.8))
+  columns = 1 if len(points) <= 24 else 2
+  fig, ax = plt.subplots(figsize=(6 + 3.3 * columns, 5.2))   # the plot keeps ~5 in. of width
   for i, (label, x, y) in enumerate(points, 1):
     group = (groups or {}).get(label, '')
     marker = markers.setdefault(group, 'osD^v<>'[len(markers) % 7])
@@ -88,7 +89,7 @@ def scatter(points: list[tuple[str, float, float]], xlabel: str, ylabel: str, pa
   ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=6.5, loc='upper left', bbox_to_anchor=(1.01, 1.0), frameon=False,
-            ncol=1 if len(points) <= 24 else 2)
+            ncol=columns)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
