@@ -3,7 +3,7 @@
 Per row, on the held-out-voice test split: WER, average FLOPs per frame (analytic branch costs
 under the model's own argmax routing), share of frames per branch, routing confidence, UPL
 median and p90 on the simulated device, parameters, and the measured wall time of streaming
-inference (only the chosen branch runs) relative to the full model, all in one process.
+inference (only the chosen branch runs) relative to the full model timed in the same process.
 """
 import json
 import os
