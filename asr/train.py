@@ -66,10 +66,15 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1), cfg.lr * cfg.final_lr_ratio)
   stages = [optax.clip_by_global_norm(cfg.clip), optax.adam(schedule)]
-  frozen = [k.strip() for k in cfg.frozen.split(',') if k.strip()]
+  frozen = frozen_paths(cfg.frozen)
   if frozen:
     stages.insert(0, optax.masked(optax.set_to_zero(), functools.partial(_frozen_mask, frozen)))
   return optax.chain(*stages)
+
+
+def frozen_paths(spec: str) -> list[str]:
+  """'predictor, encoder/branches/slow' -> ['predictor', 'encoder/branches/slow']."""
+  return [k.strip() for k in spec.split(',') if k.strip()]
 
 
 def _frozen_mask(frozen: list[str], params):

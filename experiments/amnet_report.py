@@ -24,10 +24,8 @@ STREAM_UTTERANCES = 16
 STREAM_GROUP = 8        # models per timing process, the full model among them
 
 
-def evaluate_row(point, cfg, log=print, test=None) -> tuple[dict, dict]:
+def evaluate_row(point, cfg, test, log=print) -> tuple[dict, dict]:
   model = models.build_model(cfg)
-  if test is None:
-    test = data_lib.load_split(cfg, cfg.data.eval_split, log=lambda *_: None)
   variables, stats = train_lib.load_trained(cfg, point['workdir'], model, test)
   from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   result, rows = evaluate_lib.Evaluator(model, cfg)(variables, test, stats, return_rows=True)
@@ -65,7 +63,7 @@ def write(sweep: dict, root: str, log=print) -> str:
                      sort_keys=True)
     if key not in tests:
       tests[key] = data_lib.load_split(cfg, cfg.data.eval_split, log=lambda *_: None)
-    row, details[point['name']] = evaluate_row(point, cfg, log, test=tests[key])
+    row, details[point['name']] = evaluate_row(point, cfg, tests[key], log)
     rows.append(row)
   if not rows:
     raise FileNotFoundError(f'{root}: no trained rows; run the sweep first')

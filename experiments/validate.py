@@ -3,6 +3,7 @@
 Everything is checked before any work starts, and each error names the key.
 """
 from asr import lstm
+from asr import train as train_lib
 
 
 class ConfigError(ValueError):
@@ -45,7 +46,7 @@ def check(cfg):
            'checkpoint_every, log_every and eval_every must be >= 1')
   _require(t.nan_policy in ('skip', 'stop'), 'train.nan_policy', f'{t.nan_policy!r} not skip|stop')
   parts = {'encoder', 'predictor', 'joint'} | ({'ctc_head'} if m.ctc_weight > 0 else set())
-  frozen = [k.strip() for k in t.frozen.split(',') if k.strip()]
+  frozen = train_lib.frozen_paths(t.frozen)
   _require({k.split('/')[0] for k in frozen} <= parts and set(frozen) != parts, 'train.frozen',
            f'{t.frozen!r}: some (not all) of the model parts {sorted(parts)}, or paths in them')
   _require(e.beam_width >= 1, 'eval.beam_width', 'must be >= 1')

@@ -116,7 +116,7 @@ def test_frozen_path_freezes_only_that_subtree():
     train_lib._frozen_mask(['encoder/branches/slow', 'encoder/branches/fast', 'joint'], params)
 
 
-def test_frozen_names_an_unknown_part(tmp_path):
+def test_frozen_names_an_unknown_part():
   cfg = helpers.tiny_config(**{'train.steps': 1, 'train.frozen': 'decoder'})
   with pytest.raises(ValueError, match="train.frozen: \\['decoder'\\]"):
     train_lib.make_optimizer(cfg.train).init({'encoder': np.zeros(2), 'joint': np.zeros(2)})
