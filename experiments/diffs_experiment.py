@@ -22,6 +22,10 @@ from experiments import models
 from experiments import report
 
 
+_SPLIT_WORDS = {'test': 'held-out voices',
+                'test_seen': 'training voices, unseen sentences: the split for choosing settings'}
+
+
 def update_config(cfg) -> ml_collections.ConfigDict:
   """The training config of one update: the diff's steps, learning rate and warm-up."""
   u = ml_collections.ConfigDict(cfg.to_dict())
@@ -68,16 +72,19 @@ def run(cfg, root: str, log=print) -> list[dict]:
   evaluator = evaluate_lib.Evaluator(model, cfg)
   quiet = lambda *_: None
   buckets = data_lib.buckets(cfg)
-  tests = {name: data_lib.load_split(cfg, f'{name}_test', quiet)
-           for name in ['base'] + [f'update_{k}' for k in range(1, d.updates + 1)]}
-  sources = {name: data_lib.source(cfg, f'{name}_train', quiet) for name in tests}
+  domains = ['base'] + [f'update_{k}' for k in range(1, d.updates + 1)]
+  tests = {name: data_lib.load_split(cfg, f'{name}_{d.eval_split}', quiet) for name in domains}
+  sources = {name: data_lib.source(cfg, f'{name}_train', quiet) for name in domains}
   ucfg = update_config(cfg)
   full_bytes = package.full_model_bytes(base_params, d.value_dtype)
   limit = d.eval_utterances
 
+  def key(domain):   # caches written before `eval_split` existed hold the test split's
+    return domain if d.eval_split == 'test' else f'{domain}_{d.eval_split}'
+
   def scores(params, new, cache):
-    new_domain = _evaluate(evaluator, params, tests[new], stats, cache, new, limit)
-    base = _evaluate(evaluator, params, tests['base'], stats, cache, 'base', limit)
+    new_domain = _evaluate(evaluator, params, tests[new], stats, cache, key(new), limit)
+    base = _evaluate(evaluator, params, tests['base'], stats, cache, key('base'), limit)
     return {'wer_new': new_domain['wer'], 'cer_new': new_domain['cer'],
             'wer_base': base['wer'], 'cer_base': base['cer']}
 
@@ -129,8 +136,9 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
   d = cfg.diffs
   notes = (f'Package bytes are the update files\' sizes ({d.value_dtype} values, zlib); "% of '
            f'full" compares them with the whole model serialised the same way. WER and CER on '
-           f'each update\'s new-domain test split (held-out voices) and on the base domain\'s '
-           f'(forgetting), after applying the package on the device side'
+           f'each update\'s new-domain `{d.eval_split}` split ({_SPLIT_WORDS[d.eval_split]}) '
+           f'and on the base domain\'s (forgetting), after applying the package on the device '
+           f'side'
            + (f' (the first {d.eval_utterances} utterances of each)' if d.eval_utterances else '')
            + f'. Corpus '
            f'`{cfg.data.corpus}`, {d.updates} updates of {d.steps_per_update} steps, '

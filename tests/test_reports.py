@@ -3,6 +3,7 @@ AmNet sweep (a one-branch full model and an AmNet started from it) is trained an
 plots written by `launch.py --mode=report` (with each branch of the AmNet evaluated alone); and
 `launch.py --mode=diffs` trains neural-diff chains and writes their table and plots."""
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -96,6 +97,16 @@ def test_diffs_mode_runs_the_chains_and_writes_the_table(env, tmp_path):
   assert 'Skipped, 1: lowrank@0.0005 (low-rank budget' in table
   for plot in ('diffs_wer_by_update.png', 'diffs_wer_vs_bytes.png'):
     assert (root / plot).stat().st_size > 1000
+  # Settings are chosen on `test_seen`: the same chains, resumed, scored on those splits beside
+  # (not over) the test figures.
+  _launch(env, '--mode=diffs', '--config=experiments/configs/diffs.py:tiny', f'--workdir={root}',
+          '--config.diffs.methods=full', '--config.train.steps=4',
+          '--config.diffs.steps_per_update=2', '--config.diffs.warmup_steps=1',
+          '--config.diffs.eval_utterances=3', '--config.train.batch_size=4',
+          '--config.diffs.updates=1', '--config.diffs.eval_split=test_seen')
+  cached = json.load(open(root / 'chains' / 'full' / 'update_1' / 'eval.json'))
+  assert set(cached) == {'update_1', 'base', 'update_1_test_seen', 'base_test_seen'}
+  assert 'new-domain `test_seen` split' in open(root / 'diffs_table.md').read()
 
 
 def test_stream_times_come_in_groups_each_against_its_own_full_model(monkeypatch):

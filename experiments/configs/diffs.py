@@ -44,6 +44,9 @@ def get_config(size: str = 'small'):
   c.diffs.min_ndim = 1                 # 1: biases get deltas too; 2: matrices only
   c.diffs.base_workdir = ''            # reuse a trained base model instead of training one
   c.diffs.eval_utterances = 0          # per test split; 0 = all
+  # `test`: held-out voices, the table's figures. `test_seen`: training voices and sentences in
+  # no train split, where settings such as the learning rate are chosen without the test split.
+  c.diffs.eval_split = 'test'
   if size == 'full':                   # GPU-sized (make reproduce)
     c.model.encoder.layers = 4
     c.model.encoder.units = 320
