@@ -76,9 +76,9 @@ def _run(spec: dict):
     samples = int(float(spec.get('seconds', 4.0)) * 16000)
     audio = [(rng.standard_normal(samples) * 3000).astype(np.int16) for _ in range(n)]
   audio_seconds = sum(a.size for a in audio) / 16000
-  # Each compiled program holds dozens to hundreds of memory mappings, and a process may hold 65,530 by
-  # default (vm.max_map_count): one featurizer per frontend, its statistics an argument, keeps a
-  # sweep's rows from compiling the same features once per row.
+  # Each compiled program holds dozens to hundreds of memory mappings, and a process may hold
+  # 65,530 by default (vm.max_map_count): one featurizer per frontend, its statistics an
+  # argument, keeps a sweep's rows from compiling the same features once per row.
   featurizers = {}
   runs = []
   for name, cfg, model, variables, stats in prepared:
