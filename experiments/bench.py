@@ -2,8 +2,10 @@
 
 Prints one JSON line per figure, then a table:
   - train step: compile time (first call, apart), median step time over `bench.steps` steps after
-    `bench.warmup`, utterance-seconds trained per second, peak memory (device `memory_stats` on
-    GPU/TPU; the process's peak RSS on CPU, which includes the Python heap);
+    `bench.warmup`, utterance-seconds trained per second, memory: XLA's estimate for the step
+    alone (arguments, outputs, temporaries) and the peak so far in the process (device
+    `memory_stats` on GPU/TPU; peak RSS on CPU, Python heap included), which for the second model
+    of a comparison is the larger of the two;
   - for an AmNet config the same for its dense single-branch model of the same shape, and the
     ratio AmNet / full;
   - the RNN-T loss, forward + backward: `rnnt_loss` on full logits against `rnnt_loss_lean`
@@ -74,11 +76,11 @@ def train_step_figures(cfg, name: str) -> dict:
   stats = train_lib.replicate({'mean': np.zeros(cfg.frontend.num_mels, np.float32),
                                'std': np.ones(cfg.frontend.num_mels, np.float32)}, mesh)
   batch = train_lib.shard_batch(batch, mesh)
-  step = train_lib.make_train_step(model, cfg, optimizer, param)
   t0 = time.perf_counter()
-  state, metrics = step(state, fixed, batch, stats)
-  jax.block_until_ready(metrics)
+  step = train_lib.make_train_step(model, cfg, optimizer, param).lower(
+      state, fixed, batch, stats).compile()
   compile_s = time.perf_counter() - t0
+  step_memory = _compiled_memory_bytes(step)
   for _ in range(cfg.bench.warmup):
     state, metrics = step(state, fixed, batch, stats)
   jax.block_until_ready(metrics)
@@ -93,7 +95,17 @@ def train_step_figures(cfg, name: str) -> dict:
   return {'figure': 'train_step', 'model': name, 'compile_s': compile_s, 'step_s': median,
           'utterance_seconds_per_s': cfg.train.batch_size * seconds / median,
           'batch': cfg.train.batch_size, 'bucket_seconds': seconds, 'steps_timed': len(times),
-          'peak_memory_mb': peak / 2**20, 'memory_kind': peak_kind}
+          'peak_memory_mb': peak / 2**20, 'memory_kind': peak_kind,
+          'step_memory_mb': step_memory / 2**20}
+
+
+def _compiled_memory_bytes(compiled) -> float:
+  """XLA's estimate for one step alone: arguments + outputs + temporaries, less donated."""
+  mem = compiled.memory_analysis()
+  if mem is None:
+    return float('nan')
+  return (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+          - mem.alias_size_in_bytes)
 
 
 def loss_figures(shape, reps: int) -> list[dict]:
@@ -170,6 +182,9 @@ def run(cfg, workdir: str, **_):
   for shape in cfg.bench.loss_shapes:
     for record in loss_figures(tuple(shape), cfg.bench.loss_reps):
       _emit(record, rows)
+  if not cfg.bench.stream_utterances:       # 0: train-step figures only (batch-scaling runs)
+    _print_table(rows)
+    return rows
   results = stream_timing.measure({'models': stream_models,
                                    'utterances': cfg.bench.stream_utterances,
                                    'seconds': cfg.bench.stream_seconds})
@@ -187,7 +202,8 @@ def _print_table(rows):
     if r['figure'] == 'train_step':
       print(f"| train step | {r['model']} | {1000 * r['step_s']:.1f} ms (compile "
             f"{r['compile_s']:.1f} s), {r['utterance_seconds_per_s']:.0f} utt-s/s, "
-            f"{r['peak_memory_mb']:.0f} MB {r['memory_kind']} |")
+            f"step {r['step_memory_mb']:.0f} MB (XLA), {r['peak_memory_mb']:.0f} MB "
+            f"{r['memory_kind']} so far |")
     elif r['figure'] == 'ratio':
       print(f"| ratio | {r['what']} | {r['value']:.2f} |")
     elif r['figure'] == 'loss':

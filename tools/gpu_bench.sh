@@ -1,54 +1,75 @@
 #!/usr/bin/env bash
 # The GPU figures of README "Performance", as one script for a GPU machine that has jax (CUDA),
-# flax, optax, torch and torchaudio but no network (the device of this project's tool library).
+# flax, optax, pytest, torch and torchaudio but no network (the device of this project's tool
+# library; its python3 is 3.12).
 #
-#   bash tools/gpu_bench.sh --prepare      # here, with network: wheels the GPU image lacks
-#   bash tools/gpu_bench.sh OUT_DIR        # there: every comparison, JSON lines + tables
+#   bash tools/gpu_bench.sh --prepare      # here, with network: the wheel the GPU image lacks
+#   bash tools/gpu_bench.sh OUT_DIR        # there: the cuDNN check, then every comparison
 #
-# Comparisons, each side by side in one process run:
-#   - 5 x LSTM-640 RNN-T step (batch 32 x 200 frames, Adam) against PyTorch cuDNN + torchaudio;
-#   - the same encoder with LSTM + CTC against nn.LSTM (cuDNN);
+# Comparisons, each side by side in one process run, most wanted first (a run cut short still
+# leaves the first ones in OUT_DIR):
+#   - 5 x LSTM-640 RNN-T step (batch 32 x 200 frames, Adam): cuDNN path against PyTorch cuDNN
+#     + torchaudio;
+#   - the paper-sized AmNet step against its dense single branch, with the RNN-T loss against
+#     its lean variant and single-thread streaming;
 #   - asr.rnnt.rnnt_loss against torchaudio's rnnt_loss, logits [32, 200, 33, 101];
-#   - the paper-sized AmNet step against its dense single branch, and batch scaling 32/64/128.
-set -euo pipefail
+#   - the same encoder with LSTM + CTC against nn.LSTM (cuDNN); the RNN-T with scan cells;
+#   - AmNet batch scaling 64 and 128 (train step only).
+# OUT_DIR gets gpu.txt, tests.txt, bench.txt (tables and logs) and bench.jsonl (every figure).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=gpu_wheels
 
 if [[ "${1:-}" == "--prepare" ]]; then
   .venv/bin/python -m pip download -q --no-deps -d "$WHEELS" ml-collections==1.1.0
-  .venv/bin/python -m pip download -q --no-deps --only-binary=:all: -d "$WHEELS" pyyaml
   echo "carry $WHEELS/ (and the working tree) to the GPU machine"
   exit 0
 fi
 
 OUT=${1:?usage: tools/gpu_bench.sh OUT_DIR | --prepare}
 mkdir -p "$OUT"
-PY=${PY:-python}
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1
 if ! $PY -c 'import ml_collections' 2>/dev/null; then
-  $PY -m pip install -q --no-index --find-links "$WHEELS" ml-collections pyyaml
+  $PY -m pip install -q --no-index --no-deps --target /tmp/site "$WHEELS"/ml_collections-*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-$PY -c 'import jax, torch; print("jax", jax.__version__, jax.devices(), "torch", torch.__version__)' \
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+$PY -c 'import jax, flax, torch, torchaudio; print("jax", jax.__version__, jax.devices(),
+"flax", flax.__version__, "torch", torch.__version__, "torchaudio", torchaudio.__version__)' \
   | tee -a "$OUT/gpu.txt"
 
-bench() {   # name, then launch.py flags
-  local name=$1; shift
-  echo "=== $name"
-  $PY launch.py --mode=bench --workdir="/tmp/bench_$name" "$@" 2>"$OUT/$name.log" \
-    | tee "$OUT/$name.txt" | grep -v '^{'
+echo "=== cuDNN stack against the scans, on the GPU" | tee "$OUT/tests.txt"
+JAX_PLATFORMS=cuda timeout 300 $PY -m pytest -q -p no:cacheprovider tests/test_lstm.py \
+  2>&1 | tee -a "$OUT/tests.txt"
+
+bench() {   # seconds allowed, name, then launch.py flags; figures go to bench.jsonl, tables and
+            # logs to bench.txt
+  local limit=$1 name=$2; shift 2
+  echo "=== $name: $*" | tee -a "$OUT/bench.txt"
+  local t0=$SECONDS
+  timeout "$limit" $PY launch.py --mode=bench --workdir="/tmp/bench_$name" "$@" 2>"/tmp/$name.err" \
+    | while IFS= read -r line; do
+        if [[ $line == '{'* ]]; then echo "{\"run\": \"$name\", ${line:1}" >>"$OUT/bench.jsonl"
+        else echo "$line"; fi
+      done | tee -a "$OUT/bench.txt"
+  local rc=${PIPESTATUS[0]}
+  echo "($name: exit $rc, $((SECONDS - t0)) s wall)" | tee -a "$OUT/bench.txt"
+  [[ $rc == 0 ]] || tail -n 30 "/tmp/$name.err" | tee -a "$OUT/bench.txt"
 }
-bench rnnt --config=experiments/configs/bench_reference.py:rnnt
-bench rnnt_scan --config=experiments/configs/bench_reference.py:rnnt \
-  --config.model.encoder.lstm_impl=scan
-bench lstm_ctc --config=experiments/configs/bench_reference.py:lstm_ctc \
+AMNET=(--config=experiments/configs/amnet.py:amnet_mf --config.model.encoder.init_from=
+       --config.model.encoder.layers=5 --config.model.encoder.units=640)
+bench 150 rnnt --config=experiments/configs/bench_reference.py:rnnt
+bench 240 amnet_b32 "${AMNET[@]}" --config.train.batch_size=32 --config.bench.stream_utterances=2 \
+  --config.bench.loss_shapes='((32,200,32,101),(8,200,60,1024))'
+bench 90 rnnt_loss --config=experiments/configs/bench_reference.py:rnnt_loss
+bench 120 lstm_ctc --config=experiments/configs/bench_reference.py:lstm_ctc \
   --config.bench.reference_shape.layers=5 --config.bench.reference_shape.units=640 \
   --config.bench.reference_shape.batch=32 --config.bench.reference_shape.frames=200
-bench rnnt_loss --config=experiments/configs/bench_reference.py:rnnt_loss
-for batch in 32 64 128; do
-  bench "amnet_b$batch" --config=experiments/configs/amnet.py:amnet_mf \
-    --config.model.encoder.init_from= --config.model.encoder.layers=5 \
-    --config.model.encoder.units=640 --config.train.batch_size=$batch \
-    --config.bench.stream_utterances=2 \
-    --config.bench.loss_shapes='((32,200,32,101),(8,200,60,1024))'
+bench 150 rnnt_scan --config=experiments/configs/bench_reference.py:rnnt \
+  --config.model.encoder.lstm_impl=scan
+for batch in 64 128; do
+  bench 150 "amnet_b$batch" "${AMNET[@]}" --config.train.batch_size=$batch \
+    --config.bench.stream_utterances=0 --config.bench.loss_shapes='()'
 done
 echo "figures in $OUT"
