@@ -7,7 +7,8 @@ applies it the way a device would (numpy, `diffs.package.apply`), and evaluates 
 new domain's test split and on the base domain's (forgetting). Each method runs its own chain:
 
   sparse    masked delta, pruned every round (an epoch or `prune_every` steps) from dense
-            toward the budget over `prune_rounds` rounds, then fixed;
+            toward the budget over `prune_rounds` rounds, then fixed (or, with
+            `diffs.sparse_mask=fisher`, fixed before the first step: `diffs/fisher.py`);
   hashed    K shared buckets with sign hashing, only buckets + seed ship;
   lowrank   A @ B per weight matrix (LoRA-style), rank set by the budget;
   topk      fine-tune everything, then keep the budget's largest entries of the change
@@ -26,9 +27,11 @@ import shutil
 import jax
 import numpy as np
 
+from asr import frontend
 from asr import sparsity
 from asr import train as train_lib
 from diffs import delta as delta_lib
+from diffs import fisher
 from diffs import package
 
 METHODS = ('sparse', 'hashed', 'lowrank', 'topk', 'full')
@@ -69,17 +72,23 @@ def infeasible(method: str, base, budget: Budget | None, min_ndim: int) -> str |
 
 
 def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, seed: int,
-                    num_rounds: int, prune_rounds: int,
-                    round_steps: int = 0) -> train_lib.Parametrization:
+                    num_rounds: int, prune_rounds: int, round_steps: int = 0,
+                    mask_scores=None) -> train_lib.Parametrization:
   """Trainable = the delta; fixed = {'base': frozen params, 'diff': masks/seeds, + collections}.
-  A sparse diff is pruned at the start of each of `num_rounds` rounds of `round_steps` steps
-  (0: an epoch), reaching the budget at round `prune_rounds`."""
+  A sparse diff is pruned by magnitude at the start of each of `num_rounds` rounds of
+  `round_steps` steps (0: an epoch), reaching the budget at round `prune_rounds`; given
+  `mask_scores` (a pytree like `base`), it keeps the budget's highest-scoring entries from the
+  first step instead (`diffs.fisher`)."""
   train_method = 'full' if method in ('topk', 'full') else method
   config = {'min_ndim': min_ndim}
   if train_method in ('hashed', 'lowrank'):
     config['seed'] = seed
   trainable0, diff_fixed0 = delta_lib.init(
       train_method, base, budget.entries if train_method != 'full' else None, **config)
+  if mask_scores is not None:
+    if train_method != 'sparse':
+      raise ValueError(f'mask scores are for the sparse diff, not {method!r}')
+    diff_fixed0 = fisher.fisher_mask(mask_scores, trainable0, budget.entries)
 
   def init(variables):
     others = {k: v for k, v in variables.items() if k != 'params'}
@@ -91,7 +100,7 @@ def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, 
                                             fixed['base']), **others}
 
   on_round = None
-  if train_method == 'sparse':
+  if train_method == 'sparse' and mask_scores is None:
     final = delta_lib.sparse_density(trainable0, budget.entries)
     prune_rounds = min(prune_rounds, num_rounds - 1)
 
@@ -169,10 +178,17 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
   os.makedirs(workdir, exist_ok=True)
   shutil.copy(stats_path, os.path.join(workdir, 'feature_stats.json'))   # the base's features
   per_round = d.prune_every or train_data.batches_per_epoch(cfg.train.batch_size)
+  scores = None
+  if method == 'sparse' and d.sparse_mask == 'fisher':
+    mean, std = frontend.load_stats(stats_path)
+    stats = {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
+    scores = fisher.squared_gradients(cfg, model, device_params, train_data, stats,
+                                      d.fisher_batches)
   param = parametrization(method, device_params, budget, min_ndim=d.min_ndim,
                           seed=cfg.seed + update,
                           num_rounds=max(1, math.ceil(cfg.train.steps / per_round)),
-                          prune_rounds=d.prune_rounds, round_steps=d.prune_every)
+                          prune_rounds=d.prune_rounds, round_steps=d.prune_every,
+                          mask_scores=scores)
   init_vars = {'params': device_params}
   train_lib.train(cfg, os.path.join(workdir, 'train'), model, train_data, parametrization=param,
                   init_vars=init_vars, log=log)

@@ -97,6 +97,9 @@ def _check_diffs(d):
   _require(d.value_dtype in ('fp16', 'int8'), 'diffs.value_dtype', f'{d.value_dtype!r}')
   _require(d.eval_split in ('test', 'test_seen'), 'diffs.eval_split',
            f'{d.eval_split!r}: one of test (held-out voices), test_seen (for choosing settings)')
+  _require(d.sparse_mask in ('magnitude', 'fisher'), 'diffs.sparse_mask',
+           f'{d.sparse_mask!r}: one of magnitude, fisher')
+  _require(d.fisher_batches >= 1, 'diffs.fisher_batches', f'{d.fisher_batches} must be >= 1')
   _require(d.replay_fraction >= 0 and d.lr > 0, 'diffs.replay_fraction',
            'replay_fraction >= 0 and lr > 0')
   _require(d.prune_every >= 0 and d.prune_rounds >= 0, 'diffs.prune_every',

@@ -2,11 +2,14 @@
 import os
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from asr import train as train_lib
+from asr import frontend
 from diffs import chain
+from diffs import fisher
 from diffs import package
 from experiments import diffs_experiment
 from experiments import models
@@ -23,16 +26,20 @@ def base(tmp_path_factory):
   return cfg, model, chain.to_numpy(train_lib.load_params(str(root))), str(root)
 
 
+def _update_config(cfg, prune_every=0, sparse_mask='magnitude'):
+  cfg = ml_collections.ConfigDict(cfg.to_dict())
+  cfg.diffs = ml_collections.ConfigDict(dict(
+      min_ndim=1, prune_every=prune_every, prune_rounds=1 + (prune_every > 0),
+      value_dtype='fp16', steps_per_update=6, lr=1e-2, warmup_steps=1,
+      sparse_mask=sparse_mask, fisher_batches=2))
+  return diffs_experiment.update_config(cfg)
+
+
 @pytest.mark.parametrize('method, prune_every', [
     ('sparse', 0), ('sparse', 2), ('hashed', 0), ('topk', 0)])
 def test_two_updates_ship_packages_the_device_can_apply(base, tmp_path, method, prune_every):
   cfg, model, base_params, base_dir = base
-  import ml_collections
-  cfg = ml_collections.ConfigDict(cfg.to_dict())
-  cfg.diffs = ml_collections.ConfigDict(dict(
-      min_ndim=1, prune_every=prune_every, prune_rounds=1 + (prune_every > 0),
-      value_dtype='fp16', steps_per_update=6, lr=1e-2, warmup_steps=1))
-  ucfg = diffs_experiment.update_config(cfg)
+  ucfg = _update_config(cfg, prune_every)
   budget = chain.budget_for(method, base_params, 0.1, 'fp16', 1)
   full_bytes = package.full_model_bytes(base_params, 'fp16')
   device = base_params
@@ -59,6 +66,37 @@ def test_two_updates_ship_packages_the_device_can_apply(base, tmp_path, method, 
   # a finished update is read back, not retrained
   again = chain.run_update(ucfg, workdir, model, method, None, budget, None, '', 2)
   assert again['bytes'] == info['bytes']
+
+
+def test_fisher_mask_trains_the_top_squared_gradients(base, tmp_path):
+  cfg, model, base_params, base_dir = base
+  ucfg = _update_config(cfg, sparse_mask='fisher')
+  data = helpers.tiny_dataset(cfg, 8, seed=1)
+  stats_path = os.path.join(base_dir, 'feature_stats.json')
+  mean, std = frontend.load_stats(stats_path)
+  stats = {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
+  scores = fisher.squared_gradients(ucfg, model, base_params, data, stats, 2)
+  # the sum of each batch's squared gradient, batch by batch
+  expected = jax.tree.map(np.zeros_like, scores)
+  for i in range(2):
+    batch = data.train_batch(i, ucfg.train.batch_size, ucfg.seed)
+    grads = jax.grad(lambda p: train_lib.compute_loss(
+        model, {'params': p}, batch, stats, ucfg, jax.random.key(ucfg.seed), 0, False)[0])(
+            base_params)
+    expected = jax.tree.map(lambda e, g: e + np.asarray(g) ** 2, expected, grads)
+  for a, b in zip(jax.tree_util.tree_leaves(scores), jax.tree_util.tree_leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-10)   # jitted vs eager sums
+  # brute force: the budget's largest scores over every leaf (min_ndim=1: all are eligible)
+  budget = chain.budget_for('sparse', base_params, 0.1, 'fp16', 1)
+  flat = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(scores)])
+  kept = np.zeros(flat.size, bool)
+  kept[np.argsort(-flat, kind='stable')[:budget.entries]] = True
+  info = chain.run_update(ucfg, str(tmp_path / 'update_1'), model, 'sparse', base_params, budget,
+                          data, stats_path, 1, log=lambda *_: None)
+  assert info['stored_values'] == budget.entries
+  changed = np.concatenate([np.ravel(np.asarray(a) != np.asarray(b)) for a, b in zip(
+      jax.tree_util.tree_leaves(info['params']), jax.tree_util.tree_leaves(base_params))])
+  assert changed.any() and not (changed & ~kept).any()   # trained only inside the mask
 
 
 def test_replay_sample_is_even_and_deterministic():

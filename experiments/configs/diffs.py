@@ -47,6 +47,11 @@ def get_config(size: str = 'small'):
   # `test`: held-out voices, the table's figures. `test_seen`: training voices and sentences in
   # no train split, where settings such as the learning rate are chosen without the test split.
   c.diffs.eval_split = 'test'
+  # Which entries the sparse diff trains: `magnitude` prunes the delta toward the budget over
+  # `prune_rounds` rounds; `fisher` fixes the mask before the first step by squared gradients
+  # over the update's first `fisher_batches` batches (diffs/fisher.py).
+  c.diffs.sparse_mask = 'magnitude'
+  c.diffs.fisher_batches = 8
   if size == 'full':                   # GPU-sized (make reproduce)
     c.model.encoder.layers = 4
     c.model.encoder.units = 320
