@@ -27,7 +27,6 @@ import shutil
 import jax
 import numpy as np
 
-from asr import frontend
 from asr import sparsity
 from asr import train as train_lib
 from diffs import delta as delta_lib
@@ -180,8 +179,7 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
   per_round = d.prune_every or train_data.batches_per_epoch(cfg.train.batch_size)
   scores = None
   if method == 'sparse' and d.sparse_mask == 'fisher':
-    mean, std = frontend.load_stats(stats_path)
-    stats = {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
+    stats = train_lib.feature_stats(train_data, cfg.frontend, workdir)   # the copy above
     scores = fisher.squared_gradients(cfg, model, device_params, train_data, stats,
                                       d.fisher_batches)
   param = parametrization(method, device_params, budget, min_ndim=d.min_ndim,

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from asr import train as train_lib
-from asr import frontend
 from diffs import chain
 from diffs import fisher
 from diffs import package
@@ -73,8 +72,7 @@ def test_fisher_mask_trains_the_top_squared_gradients(base, tmp_path):
   ucfg = _update_config(cfg, sparse_mask='fisher')
   data = helpers.tiny_dataset(cfg, 8, seed=1)
   stats_path = os.path.join(base_dir, 'feature_stats.json')
-  mean, std = frontend.load_stats(stats_path)
-  stats = {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
+  stats = train_lib.feature_stats(data, ucfg.frontend, base_dir)
   scores = fisher.squared_gradients(ucfg, model, base_params, data, stats, 2)
   # the sum of each batch's squared gradient, batch by batch
   expected = jax.tree.map(np.zeros_like, scores)
