@@ -170,7 +170,7 @@ class AmNetEncoder(nn.Module):
   branches: tuple[BranchSpec, ...]
   arbitrator_hidden: int
   routing: RoutingConfig
-  lstm_impl: str = 'auto'    # one branch: asr.lstm.run_stack's impl (cuDNN on a GPU)
+  lstm_impl: str = 'auto'    # one branch: asr.lstm.run_stack's impl (auto: the scans)
   # An ablation at inference: every frame to this branch (the arbitrator's cost still counted,
   # the latency still simulated). Tells the accuracy of each trained branch inside the AmNet.
   force_branch: str = ''

@@ -140,7 +140,7 @@ def test_lstm_impl_choice():
                  'wh': {'kernel': jnp.ones((2, 8))}, 'bias': jnp.zeros(8)}]
   assert lstm.cudnn_applies(dense) and not lstm.cudnn_applies(factorized)
   assert not lstm.use_cudnn('scan', dense)
-  assert lstm.use_cudnn('auto', dense) == (jax.default_backend() == 'gpu')
+  assert not lstm.use_cudnn('auto', dense)     # the scans: faster than cuDNN on an H100
   assert not lstm.use_cudnn('auto', factorized)
   with pytest.raises(ValueError, match='lstm_impl'):
     lstm.use_cudnn('fast', dense)

@@ -5,16 +5,22 @@
 #
 #   bash tools/gpu_bench.sh --prepare      # here, with network: the wheel the GPU image lacks
 #   bash tools/gpu_bench.sh OUT_DIR        # there: the cuDNN check, then every comparison
+#   bash tools/gpu_bench.sh OUT_DIR lstm_impl   # there: cuDNN against the fused scans only
 #
 # Comparisons, each side by side in one process run, most wanted first (a run cut short still
 # leaves the first ones in OUT_DIR):
-#   - 5 x LSTM-640 RNN-T step (batch 32 x 200 frames, Adam): cuDNN path against PyTorch cuDNN
-#     + torchaudio;
+#   - 5 x LSTM-640 RNN-T step (batch 32 x 200 frames, Adam): the fused scans (lstm_impl=auto)
+#     against PyTorch cuDNN + torchaudio;
 #   - the paper-sized AmNet step against its dense single branch, with the RNN-T loss against
 #     its lean variant and single-thread streaming;
 #   - asr.rnnt.rnnt_loss against torchaudio's rnnt_loss, logits [32, 200, 33, 101];
-#   - the same encoder with LSTM + CTC against nn.LSTM (cuDNN); the RNN-T with scan cells;
+#   - the same encoder with LSTM + CTC against nn.LSTM (cuDNN); the RNN-T with one cuDNN call
+#     (lstm_impl=cudnn);
 #   - AmNet batch scaling 64 and 128 (train step only).
+# The lstm_impl group is how `lstm_impl=auto` came to take the scans on a GPU too: the RNN-T
+# step with cuDNN and with the fused scans, alternated twice (50 timed steps each), at
+# the default precision (TF32 matmuls in both JAX paths, and in PyTorch's cuDNN LSTM) and at
+# float32; then the AmNet comparison with its dense model on the scans.
 # OUT_DIR gets gpu.txt, tests.txt, bench.txt (tables and logs) and bench.jsonl (every figure).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +32,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
   exit 0
 fi
 
-OUT=${1:?usage: tools/gpu_bench.sh OUT_DIR | --prepare}
+OUT=${1:?usage: tools/gpu_bench.sh OUT_DIR [lstm_impl] | --prepare}
+GROUP=${2:-all}
 mkdir -p "$OUT"
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
@@ -38,10 +45,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 $PY -c 'import jax, flax, torch, torchaudio; print("jax", jax.__version__, jax.devices(),
 "flax", flax.__version__, "torch", torch.__version__, "torchaudio", torchaudio.__version__)' \
   | tee -a "$OUT/gpu.txt"
-
-echo "=== cuDNN stack against the scans, on the GPU" | tee "$OUT/tests.txt"
-JAX_PLATFORMS=cuda timeout 300 $PY -m pytest -q -p no:cacheprovider tests/test_lstm.py \
-  2>&1 | tee -a "$OUT/tests.txt"
 
 bench() {   # seconds allowed, name, then launch.py flags; figures go to bench.jsonl, tables and
             # logs to bench.txt
@@ -59,6 +62,25 @@ bench() {   # seconds allowed, name, then launch.py flags; figures go to bench.j
 }
 AMNET=(--config=experiments/configs/amnet.py:amnet_mf --config.model.encoder.init_from=
        --config.model.encoder.layers=5 --config.model.encoder.units=640)
+if [[ $GROUP == lstm_impl ]]; then
+  RNNT=(--config=experiments/configs/bench_reference.py:rnnt --config.bench.steps=50)
+  for rep in 1 2; do
+    bench 120 "rnnt_cudnn_$rep" "${RNNT[@]}" --config.model.encoder.lstm_impl=cudnn
+    bench 120 "rnnt_scan_$rep" "${RNNT[@]}" --config.model.encoder.lstm_impl=scan
+  done
+  bench 150 amnet_b32_dense_scan "${AMNET[@]}" --config.model.encoder.lstm_impl=scan \
+    --config.train.batch_size=32 --config.bench.stream_utterances=0 --config.bench.loss_shapes='()'
+  export JAX_DEFAULT_MATMUL_PRECISION=float32   # JAX's side only: PyTorch's cuDNN stays TF32
+  bench 120 rnnt_cudnn_f32 "${RNNT[@]}" --config.model.encoder.lstm_impl=cudnn
+  bench 120 rnnt_scan_f32 "${RNNT[@]}" --config.model.encoder.lstm_impl=scan
+  echo "figures in $OUT"
+  exit 0
+fi
+
+echo "=== cuDNN stack against the scans, on the GPU" | tee "$OUT/tests.txt"
+JAX_PLATFORMS=cuda timeout 300 $PY -m pytest -q -p no:cacheprovider tests/test_lstm.py \
+  2>&1 | tee -a "$OUT/tests.txt"
+
 bench 150 rnnt --config=experiments/configs/bench_reference.py:rnnt
 bench 240 amnet_b32 "${AMNET[@]}" --config.train.batch_size=32 --config.bench.stream_utterances=2 \
   --config.bench.loss_shapes='((32,200,32,101),(8,200,60,1024))'
@@ -66,8 +88,8 @@ bench 90 rnnt_loss --config=experiments/configs/bench_reference.py:rnnt_loss
 bench 120 lstm_ctc --config=experiments/configs/bench_reference.py:lstm_ctc \
   --config.bench.reference_shape.layers=5 --config.bench.reference_shape.units=640 \
   --config.bench.reference_shape.batch=32 --config.bench.reference_shape.frames=200
-bench 150 rnnt_scan --config=experiments/configs/bench_reference.py:rnnt \
-  --config.model.encoder.lstm_impl=scan
+bench 150 rnnt_cudnn --config=experiments/configs/bench_reference.py:rnnt \
+  --config.model.encoder.lstm_impl=cudnn
 for batch in 64 128; do
   bench 150 "amnet_b$batch" "${AMNET[@]}" --config.train.batch_size=$batch \
     --config.bench.stream_utterances=0 --config.bench.loss_shapes='()'

@@ -38,7 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.encoder.proj = 0
   c.model.encoder.kind = 'dense'         # dense | sparse | factorized (name=lstm)
   c.model.encoder.budget = 1.0           # compressed kinds: fraction of dense FLOPs per matrix
-  c.model.encoder.lstm_impl = 'auto'     # auto (cuDNN on a GPU where it applies) | scan | cudnn
+  c.model.encoder.lstm_impl = 'auto'     # auto (= scan: faster on an H100) | scan | cudnn
   # name=amnet: the branching encoder (amortized/encoder.py). One branch = a baseline.
   c.model.encoder.branches = 'main:dense'  # name:kind[:budget],...  e.g. slow:dense,fast:sparse:0.3
   c.model.encoder.arbitrator_hidden = 32
