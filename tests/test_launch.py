@@ -41,6 +41,18 @@ def test_sweep_print_lists_one_command_per_point(tmp_path):
   assert all(f'init_from={tmp_path}/full_continued' in l for l in lines[stage_1:])
 
 
+def test_every_sweep_point_loads_and_validates(tmp_path):
+  for name in ('amnet_cpu', 'amnet_full', 'demo'):
+    sweep = sweep_lib.load_sweep(f'{ROOT}/experiments/sweeps/{name}.py', str(tmp_path))
+    names = [p['name'] for p in sweep['points']]
+    assert len(set(names)) == len(names), name
+    for point in sweep['points']:
+      sweep_lib.load_config(point['config'], point['overrides'])
+  paper = sweep_lib.load_sweep(f'{ROOT}/experiments/sweeps/amnet_full.py', str(tmp_path))
+  assert {'full_continued', 'amnet_mf3_2sided_upl', 'factorized20'} <= {
+      p['name'] for p in paper['points']}
+
+
 def test_every_shipped_config_validates():
   amnet_rows = [f'amnet.py:{row}' for row in amnet.ROWS]
   for spec in ['tiny_rnnt.py', *amnet_rows, 'diffs.py', 'diffs.py:tiny', 'diffs.py:cpu',
