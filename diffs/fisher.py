@@ -36,7 +36,7 @@ def squared_gradients(cfg, model, params, data, stats, batches: int):
 
 def fisher_mask(scores, eligible_delta, count: int):
   """Bool masks over the delta's leaves keeping the `count` largest scores (one global ranking);
-  leaves the delta leaves empty (not eligible for a diff) stay empty."""
+  a leaf whose delta is empty (not eligible for a diff) gets an empty mask."""
   scores = jax.tree.map(lambda s, d: np.asarray(s, np.float32) if np.size(d) else
                         np.zeros(np.shape(d), np.float32), scores, eligible_delta)
   return sparsity.top_k_mask(scores, count)
