@@ -12,12 +12,11 @@ fast encoder when we don't have a significant audio backlog").
 Generalisation to K >= 2 branches with costs c_k (c_max the most expensive branch): a branch is
 "fast" to the degree it saves work, and the backlog penalty is
 
-    mean_t sum_k p_t(k) * w_k * g(b_t),   w_k = (c_max - c_k) / c_max          (fast_norm='max')
+    mean_t sum_k p_t(k) * w_k * g(b_t),   w_k = (c_max - c_k) / c_max
 
-For two branches this is (1 - c_fast / c_slow) * p_t(fast) * g(b_t): the DESIGN.md formula times
-the constant relative saving of the fast branch, which lambda_amr absorbs. `fast_norm='range'`
-uses w_k = (c_max - c_k) / (c_max - c_min) instead, which is exactly p_t(fast) for two branches.
-A single branch (the baseline) has all w_k = 0: no latency penalty.
+For two branches this is (1 - c_fast / c_slow) * p_t(fast) * g(b_t): the formula above times
+the constant relative saving of the fast branch, which lambda_amr absorbs. A single branch (the
+baseline) has all w_k = 0: no latency penalty.
 
 Variants of the latency term (`variant`):
   'none'                no latency term;
@@ -40,9 +39,9 @@ Variants of the latency term (`variant`):
 
 Backlog input: pass the *pending* backlog the arbitrator saw before choosing frame t
 (`latency.simulate_*()['pending']` or the arbitrator scan's own), so that g = 1 is reachable; the
-post-processing backlog b_t = f_t - a_t includes frame t's own cost and is never 0. By default
-the backlog is a constant for this loss (stop_gradient): the penalty shapes the routing given the
-backlog, and differentiating through the backlog would reward fast routing for lowering it.
+post-processing backlog b_t = f_t - a_t includes frame t's own cost and is never 0. The backlog
+is a constant for this loss (stop_gradient): the penalty shapes the routing given the backlog,
+and differentiating through the backlog would reward fast routing for lowering it.
 
 g shapes (`g_shape`): 'linear' g(b) = clip(1 - b/threshold, 0, 1); 'smooth' g(b) = 1 -
 smoothstep(b/threshold) with smoothstep(x) = 3x^2 - 2x^3 on [0, 1]: the same end points, with
@@ -60,7 +59,6 @@ from amortized import latency
 
 VARIANTS = ('none', 'backlog', 'final_upl', 'slow_under_backlog', 'two_sided', 'two_sided_upl')
 G_SHAPES = ('linear', 'smooth')
-FAST_NORMS = ('max', 'range')
 
 
 class AmortizedLossConfigError(ValueError):
@@ -77,14 +75,11 @@ def backlog_gate(backlog, threshold: float, shape: str = 'linear'):
   return 1.0 - x * x * (3.0 - 2.0 * x)
 
 
-def fast_weights(branch_costs, norm: str = 'max'):
-  """w_k: how "fast" branch k is (0 for the most expensive branch)."""
-  if norm not in FAST_NORMS:
-    raise AmortizedLossConfigError(f'amortized_loss: fast_norm={norm!r} not in {FAST_NORMS}')
+def fast_weights(branch_costs):
+  """w_k = (c_max - c_k) / c_max: how "fast" branch k is (0 for the most expensive branch)."""
   costs = jnp.asarray(branch_costs, jnp.float32)
-  c_max, c_min = jnp.max(costs), jnp.min(costs)
-  denom = c_max if norm == 'max' else c_max - c_min
-  return jnp.where(denom > 0, (c_max - costs) / jnp.where(denom > 0, denom, 1.0), 0.0)
+  c_max = jnp.max(costs)
+  return jnp.where(c_max > 0, (c_max - costs) / jnp.where(c_max > 0, c_max, 1.0), 0.0)
 
 
 def slow_weights(branch_costs):
@@ -101,9 +96,8 @@ def _masked_mean(values, valid):
 
 def amortized_terms(probs, branch_costs, backlog, paddings, *, variant: str = 'backlog',
                     lambda_cost: float = 0.0, lambda_amr: float = 0.0,
-                    threshold: float = 0.1, g_shape: str = 'linear', fast_norm: str = 'max',
-                    rate: Optional[float] = None, hop: Optional[float] = None,
-                    upl_temperature: Optional[float] = None, backlog_grad: bool = False):
+                    threshold: float = 0.1, g_shape: str = 'linear',
+                    rate: Optional[float] = None, hop: Optional[float] = None):
   """The loss added to L_rnnt, and its parts for logging.
 
   Args:
@@ -117,10 +111,7 @@ def amortized_terms(probs, branch_costs, backlog, paddings, *, variant: str = 'b
     lambda_cost, lambda_amr: weights of the cost and latency terms.
     threshold: backlog (seconds) at which g reaches 0.
     g_shape: 'linear' or 'smooth'.
-    fast_norm: 'max' or 'range' (see module docstring).
     rate, hop: FLOP/s and seconds per frame, for 'final_upl'.
-    upl_temperature: smoothing of the simulator's max for 'final_upl' (None: exact).
-    backlog_grad: let gradients flow into `backlog` (default: treat it as a constant).
   Returns:
     (extra_loss scalar, metrics dict of scalars).
   """
@@ -154,14 +145,12 @@ def amortized_terms(probs, branch_costs, backlog, paddings, *, variant: str = 'b
       raise AmortizedLossConfigError(
           f'amortized_loss: variant={variant!r} needs backlog of shape {probs.shape[:2]}, got '
           f'{None if backlog is None else jnp.shape(backlog)}')
-    backlog = jnp.asarray(backlog, jnp.float32)
-    if not backlog_grad:
-      backlog = jax.lax.stop_gradient(backlog)
+    backlog = jax.lax.stop_gradient(jnp.asarray(backlog, jnp.float32))
     gate = backlog_gate(backlog, threshold, g_shape)
     metrics['mean_gate'] = _masked_mean(gate, valid)
     metrics['mean_backlog'] = _masked_mean(backlog, valid)
     if variant in ('backlog',) + two_sided:
-      fast = jnp.einsum('btk,k->bt', probs, fast_weights(costs, fast_norm))
+      fast = jnp.einsum('btk,k->bt', probs, fast_weights(costs))
       latency_term += _masked_mean(fast * gate, valid)
     if variant in ('slow_under_backlog',) + two_sided:
       slow = jnp.einsum('btk,k->bt', probs, slow_weights(costs))
@@ -171,8 +160,7 @@ def amortized_terms(probs, branch_costs, backlog, paddings, *, variant: str = 'b
       raise AmortizedLossConfigError(
           f'amortized_loss: variant={variant!r} needs rate and hop, got rate={rate!r}, '
           f'hop={hop!r}')
-    sim = latency.simulate_jax(expected_cost, paddings, rate=rate, hop=hop,
-                               temperature=upl_temperature)
+    sim = latency.simulate_jax(expected_cost, paddings, rate=rate, hop=hop)
     has_frames = (jnp.sum(valid, axis=1) > 0).astype(jnp.float32)
     upl = jnp.sum(sim['upl'] * has_frames) / jnp.maximum(jnp.sum(has_frames), 1.0)
     metrics['expected_upl'] = upl

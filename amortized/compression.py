@@ -60,16 +60,17 @@ def svd_factors(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dense_encoder_layers(source_params) -> list[dict]:
-  """The per-layer dense weights of a trained encoder: a plain `lstm` encoder or the first
-  dense branch of an AmNet (e.g. the full baseline, 'main:dense')."""
-  enc = source_params['encoder']
-  if 'branches' in enc:
-    dense = [b for b in enc['branches'].values() if 'kernel' in b['layer_0']['wx']]
-    if not dense:
-      raise ValueError('init_from: the source model has no dense branch to initialise from')
-    enc = dense[0]
-  layers = sorted((k for k in enc if k.startswith('layer_')), key=lambda k: int(k[6:]))
-  return [enc[k] for k in layers]
+  """The per-layer weights of a trained encoder's first dense branch (e.g. the full baseline,
+  'main:dense')."""
+  branches = source_params['encoder'].get('branches')
+  if not isinstance(branches, dict):
+    raise ValueError("init_from: the source model's encoder has no 'branches' (a checkpoint "
+                     'from before the one-encoder layout: retrain it)')
+  dense = [b for b in branches.values() if 'kernel' in b['layer_0']['wx']]
+  if not dense:
+    raise ValueError('init_from: the source model has no dense branch to initialise from')
+  layers = sorted((k for k in dense[0] if k.startswith('layer_')), key=lambda k: int(k[6:]))
+  return [dense[0][k] for k in layers]
 
 
 def init_from_dense(variables, source_params):

@@ -85,23 +85,6 @@ def arbitrator_flops(input_dim: int, hidden: int, num_branches: int) -> int:
   return flops_lib.mlp_flops([input_dim + 1, hidden, num_branches], activation='relu')
 
 
-class Branch(nn.Module):
-  """The weights of one branch's LSTM stack (computation happens in the encoder's scans)."""
-  spec: BranchSpec
-  input_dim: int
-  layers: int
-  units: int
-  proj: int
-
-  def setup(self):
-    dims = [self.input_dim] + [self.proj or self.units] * (self.layers - 1)
-    self.stack = [lstm.LSTMLayer(d, self.units, self.proj, self.spec.kind, self.spec.budget,
-                                 name=f'layer_{i}') for i, d in enumerate(dims)]
-
-  def __call__(self):
-    return [layer.weights() for layer in self.stack]
-
-
 class Branches(nn.Module):
   specs: tuple[BranchSpec, ...]
   input_dim: int
@@ -111,8 +94,8 @@ class Branches(nn.Module):
 
   @nn.compact
   def __call__(self):
-    return [Branch(s, self.input_dim, self.layers, self.units, self.proj, name=s.name)()
-            for s in self.specs]
+    return [lstm.LSTMStack(self.input_dim, self.layers, self.units, self.proj, s.kind, s.budget,
+                           name=s.name)() for s in self.specs]
 
 
 class Arbitrator(nn.Module):
@@ -122,8 +105,7 @@ class Arbitrator(nn.Module):
 
   @nn.compact
   def __call__(self):
-    return {'hidden': self.param('hidden', nn.initializers.lecun_normal(), (1, self.hidden)),
-            'backlog_w': self.param('backlog_w', nn.initializers.normal(0.1), (self.hidden,)),
+    return {'backlog_w': self.param('backlog_w', nn.initializers.normal(0.1), (self.hidden,)),
             'hidden_b': self.param('hidden_b', nn.initializers.zeros, (self.hidden,)),
             'out': self.param('out', nn.initializers.lecun_normal(),
                               (self.hidden, self.num_branches)),
@@ -218,31 +200,39 @@ class AmNetEncoder(nn.Module):
       return dict(probs=route, route=route, **sim)
     arb = self.arbitrator()
     hidden_x = self.arb_input(x)                                  # hoisted frame projection
-    forced = self._forced_index()
     temperature = self.routing.temperature(step)
     noise = (jax.random.gumbel(self.make_rng('gumbel'), (frames, batch, k)) if train
              else jnp.zeros((frames, batch, 0)))
-    arrival = (jnp.arange(frames, dtype=jnp.float32) + 1) * self.routing.hop
 
     def body(f_prev, inputs):
       hx_t, a_t, pad_t, noise_t = inputs
-      pending = jnp.maximum(f_prev - a_t, 0.0)
-      probs, route = self._decide(arb, hx_t, pending, temperature, noise_t if train else None)
-      if forced is not None:
-        route = jnp.broadcast_to(jax.nn.one_hot(forced, k, dtype=route.dtype), route.shape)
-      cost = route @ costs     # the chosen cost (the sample's expected cost when soft)
-      f_t, pending_t, backlog_t = latency.step(f_prev, a_t, cost, self.routing.rate, pad_t)
+      f_t, probs, route, pending_t, backlog_t = self._route_frame(
+          arb, costs, temperature, f_prev, hx_t, a_t, pad_t, noise_t if train else None)
       return f_t, (probs, route, pending_t, backlog_t)
 
     final, (probs, route, pending, backlog) = jax.lax.scan(
         body, jnp.zeros((batch,), jnp.float32),
-        (jnp.swapaxes(hidden_x, 0, 1), arrival, jnp.swapaxes(paddings, 0, 1), noise))
+        (jnp.swapaxes(hidden_x, 0, 1), latency.arrival_times(frames, self.routing.hop, jnp),
+         jnp.swapaxes(paddings, 0, 1), noise))
     t_major = lambda a: jnp.swapaxes(a, 0, 1)
-    valid = paddings < 0.5
-    last = jnp.max(jnp.where(valid, jnp.arange(frames)[None], -1), axis=1)
-    upl = jnp.where(last >= 0, final - (last + 1) * self.routing.hop, 0.0)
     return dict(probs=t_major(probs), route=t_major(route), pending=t_major(pending),
-                backlog=t_major(backlog), upl=upl)
+                backlog=t_major(backlog),
+                upl=latency.final_upl(final, paddings, self.routing.hop, jnp))
+
+  def _route_frame(self, arb, costs, temperature, f_prev, hx_t, a_t, pad_t, noise_t):
+    """One frame's routing, the same in training, evaluation and streaming: the arbitrator
+    sees the backlog pending at the frame's arrival and picks a branch (or the forced one);
+    the simulated device then charges that branch's cost (the sample's expected cost when
+    the route is soft). Returns (f_t, probs, route, pending_t, backlog_t)."""
+    pending = latency.pending_backlog(f_prev, a_t)
+    probs, route = self._decide(arb, hx_t, pending, temperature, noise_t)
+    forced = self._forced_index()
+    if forced is not None:
+      route = jnp.broadcast_to(jax.nn.one_hot(forced, len(self.branches), dtype=route.dtype),
+                               route.shape)
+    f_t, pending_t, backlog_t = latency.step(f_prev, a_t, route @ costs, self.routing.rate,
+                                             pad_t)
+    return f_t, probs, route, pending_t, backlog_t
 
   def _forced_index(self):
     if not self.force_branch:
@@ -308,7 +298,6 @@ class AmNetEncoder(nn.Module):
     k = len(self.branches)
     costs = jnp.asarray(self.branch_costs(), jnp.float32)
     hop, rate = self.routing.hop, self.routing.rate
-    forced = self._forced_index() if k > 1 else None
     if k > 1:
       arb = self.arbitrator()
       hidden_x = self.arb_input(x)[0]
@@ -330,24 +319,23 @@ class AmNetEncoder(nn.Module):
     def body(carry, inputs):
       f_prev, state = carry
       x_t, hx_t, a_t, pad_t = inputs
-      pending = jnp.maximum(f_prev - a_t, 0.0)
       if k > 1:
-        _, route = self._decide(arb, hx_t[None], pending[None], 1.0, None)
-        choice = jnp.argmax(route[0]) if forced is None else jnp.asarray(forced, jnp.int32)
+        f_t, _, route, pending_t, backlog_t = jax.tree_util.tree_map(
+            lambda a: a[0], self._route_frame(arb, costs, 1.0, f_prev[None], hx_t[None], a_t,
+                                              pad_t[None], None))
+        choice = jnp.argmax(route)
       else:
         choice = jnp.zeros((), jnp.int32)
+        f_t, pending_t, backlog_t = latency.step(f_prev, a_t, costs[0], rate, pad_t)
       new_state, y = jax.lax.switch(choice, branch_fns, state, x_t[None])
       keep = pad_t > 0
       state = jax.tree_util.tree_map(lambda o, n: jnp.where(keep, o, n), state, new_state)
-      f_t, pending_t, backlog_t = latency.step(f_prev, a_t, costs[choice], rate, pad_t)
       return (f_t, state), (jnp.where(keep, 0.0, y[0]), choice, pending_t, backlog_t)
 
-    arrival = (jnp.arange(x.shape[1], dtype=jnp.float32) + 1) * hop
     (final, _), (ys, choices, pending, backlog) = jax.lax.scan(
-        body, (jnp.zeros((), jnp.float32), state0), (x[0], hidden_x, arrival, paddings[0]))
-    valid = paddings[0] < 0.5
-    last = jnp.max(jnp.where(valid, jnp.arange(x.shape[1]), -1))
-    upl = jnp.where(last >= 0, final - (last + 1) * hop, 0.0)
+        body, (jnp.zeros((), jnp.float32), state0),
+        (x[0], hidden_x, latency.arrival_times(x.shape[1], hop, jnp), paddings[0]))
+    upl = latency.final_upl(final[None], paddings, hop, jnp)[0]
     return ys[None], dict(route=choices, pending=pending, backlog=backlog, upl=upl)
 
 
@@ -373,19 +361,23 @@ def _routed_layer(branch_weights, x, paddings, route, units, proj):
 
 def dense_reference_flops(cfg, input_dim: int) -> float:
   """FLOPs per frame of the dense single-branch encoder of the same shape: sets the device."""
-  e = cfg.model.encoder
-  return float(branch_flops(BranchSpec('dense'), input_dim, e.layers, e.units, e.proj))
+  enc_cfg = cfg.model.encoder
+  return float(branch_flops(BranchSpec('dense'), input_dim, enc_cfg.layers, enc_cfg.units,
+                            enc_cfg.proj))
 
 
 def from_config(cfg, input_dim: int, hop: float) -> AmNetEncoder:
-  e = cfg.model.encoder
-  rate = e.device_flops or dense_reference_flops(cfg, input_dim) / (e.full_model_rtf * hop)
+  enc_cfg, routing_cfg = cfg.model.encoder, cfg.model.encoder.routing
+  rate = (enc_cfg.device_flops or
+          dense_reference_flops(cfg, input_dim) / (enc_cfg.full_model_rtf * hop))
   routing = RoutingConfig(
-      hop=hop, rate=float(rate), temperature_start=e.temperature_start,
-      temperature_end=e.temperature_end, anneal_steps=e.anneal_steps,
-      loss_variant=e.loss_variant, lambda_cost=e.lambda_cost, lambda_amr=e.lambda_amr,
-      backlog_threshold=e.backlog_threshold, g_shape=e.g_shape,
-      extra_frame_flops=e.extra_frame_flops, gumbel_hard=e.gumbel_hard)
-  return AmNetEncoder(input_dim=input_dim, layers=e.layers, units=e.units, proj=e.proj,
-                      branches=parse_branches(e.branches), arbitrator_hidden=e.arbitrator_hidden,
-                      routing=routing, lstm_impl=e.lstm_impl, force_branch=e.force_branch)
+      hop=hop, rate=float(rate), temperature_start=routing_cfg.temperature_start,
+      temperature_end=routing_cfg.temperature_end, anneal_steps=routing_cfg.anneal_steps,
+      loss_variant=routing_cfg.loss_variant, lambda_cost=routing_cfg.lambda_cost,
+      lambda_amr=routing_cfg.lambda_amr, backlog_threshold=routing_cfg.backlog_threshold,
+      g_shape=routing_cfg.g_shape, extra_frame_flops=enc_cfg.extra_frame_flops,
+      gumbel_hard=routing_cfg.gumbel_hard)
+  return AmNetEncoder(input_dim=input_dim, layers=enc_cfg.layers, units=enc_cfg.units,
+                      proj=enc_cfg.proj, branches=parse_branches(enc_cfg.branches),
+                      arbitrator_hidden=routing_cfg.arbitrator_hidden, routing=routing,
+                      lstm_impl=enc_cfg.lstm_impl, force_branch=routing_cfg.force_branch)

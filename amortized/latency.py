@@ -17,16 +17,12 @@ Padded frames (paddings == 1) cost nothing and leave f unchanged; their backlog 
 reported as 0. Padding need not be trailing: T is the last frame with paddings == 0. An utterance
 with no valid frame has UPL 0.
 
-Three implementations that agree: `simulate_python` (a plain loop over one utterance, the
-reference), `simulate_np` (batched numpy, a closed cumulative form), and `simulate_jax`
-(differentiable `lax.scan` over `step`, which a model's own scan can call per frame). With
-`temperature` set, `simulate_jax`/`step` replace max(f_{t-1}, a_t) by the smooth
-`temperature * logaddexp(f_{t-1}/temperature, a_t/temperature)`, which is >= the exact max by at
-most `temperature * log 2` (at the kink) and gives non-zero gradients on both sides of it. The
-default (`temperature=None`) is the exact max; its gradient is a subgradient at ties.
+Two implementations that agree (and agree with the plain loop over one utterance in the
+tests): `simulate_np` (batched numpy in float64, a closed cumulative form, for reports) and
+`simulate_jax` (differentiable `lax.scan` over `step`, which a model's own scan calls per
+frame through `pending_backlog` and `step`). The max is exact; its gradient is a subgradient at
+ties.
 """
-from typing import Optional, Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,14 +32,11 @@ class LatencyInputError(ValueError):
   """Inputs to the simulator that make no sense (shapes, non-positive rate or hop)."""
 
 
-def _check_scalars(rate, hop, temperature=None):
+def _check_scalars(rate, hop):
   if not rate > 0:
     raise LatencyInputError(f'latency: rate must be > 0 FLOP/s, got rate={rate!r}')
   if not hop > 0:
     raise LatencyInputError(f'latency: hop must be > 0 seconds, got hop={hop!r}')
-  if temperature is not None and not temperature > 0:
-    raise LatencyInputError(
-        f'latency: temperature must be > 0 or None, got temperature={temperature!r}')
 
 
 def _check_shapes(costs_shape, paddings_shape):
@@ -54,31 +47,22 @@ def _check_shapes(costs_shape, paddings_shape):
                             f'{tuple(costs_shape)}')
 
 
-def arrival_times(num_frames: int, hop: float) -> np.ndarray:
-  """a_t = (t + 1) * hop for t = 0..num_frames-1 (float64)."""
-  return (np.arange(num_frames, dtype=np.float64) + 1.0) * hop
+def arrival_times(num_frames: int, hop: float, xp=np):
+  """a_t = (t + 1) * hop for t = 0..num_frames-1: float64 with numpy, float32 with jax.numpy."""
+  dtype = np.float64 if xp is np else jnp.float32
+  return (xp.arange(num_frames, dtype=dtype) + 1) * hop
 
 
-def simulate_python(costs: Sequence[float], rate: float, hop: float,
-                    paddings: Optional[Sequence[float]] = None) -> dict:
-  """Reference: a plain loop over one utterance. Returns lists and a float UPL."""
-  _check_scalars(rate, hop)
-  paddings = [0.0] * len(costs) if paddings is None else list(paddings)
-  finish, backlog, pending = [], [], []
-  f_prev, upl = 0.0, 0.0
-  for t, (cost, padding) in enumerate(zip(costs, paddings)):
-    arrival = (t + 1) * hop
-    if padding >= 0.5:
-      finish.append(f_prev)
-      backlog.append(0.0)
-      pending.append(0.0)
-      continue
-    pending.append(max(f_prev - arrival, 0.0))
-    f_prev = max(f_prev, arrival) + float(cost) / rate
-    finish.append(f_prev)
-    backlog.append(f_prev - arrival)
-    upl = backlog[-1]
-  return dict(finish=finish, backlog=backlog, pending=pending, upl=upl)
+def final_upl(final, paddings, hop: float, xp=np):
+  """UPL = f_T - a_T per utterance, T its last valid frame; 0 for an utterance with none.
+
+  final [B] is the finish time after the whole sequence (padded frames leave it unchanged),
+  paddings [B, T] with 1.0 at padded frames (anywhere, not only a suffix).
+  """
+  num_frames = paddings.shape[1]
+  last = xp.max(xp.where(paddings < 0.5, xp.arange(num_frames)[None, :], -1), axis=1,
+                initial=-1)
+  return xp.where(last >= 0, final - (last + 1) * hop, 0.0)
 
 
 def simulate_np(costs, paddings=None, *, rate: float, hop: float) -> dict:
@@ -114,36 +98,21 @@ def simulate_np(costs, paddings=None, *, rate: float, hop: float) -> dict:
   prev_finish = np.concatenate([np.zeros_like(finish[:, :1]), finish[:, :-1]], axis=1)
   backlog = np.where(valid, finish - arrival, 0.0)
   pending = np.where(valid, np.maximum(prev_finish - arrival, 0.0), 0.0)
-  upl = _upl_np(finish, valid, hop)
+  final = finish[:, -1] if num_frames else np.zeros(finish.shape[0])
+  upl = final_upl(final, 1.0 - valid, hop)
   return dict(finish=finish, backlog=backlog, pending=pending, upl=upl)
 
 
-def _upl_np(finish, valid, hop):
-  num_frames = finish.shape[1]
-  if num_frames == 0:
-    return np.zeros(finish.shape[0])
-  last = np.where(valid, np.arange(num_frames)[None, :], -1).max(axis=1)   # -1: none valid
-  return np.where(last >= 0, finish[:, -1] - (last + 1) * hop, 0.0)
-
-
-def _smooth_max(x, y, temperature):
-  if temperature is None:
-    return jnp.maximum(x, y)
-  return temperature * jnp.logaddexp(x / temperature, y / temperature)
-
-
-def pending_backlog(f_prev, arrival, temperature: Optional[float] = None):
+def pending_backlog(f_prev, arrival):
   """max(f_prev - a_t, 0): what the arbitrator sees before choosing frame t's branch.
 
   Inside a model's scan: pending = pending_backlog(f, a_t); choose the branch (its cost may be a
-  soft expectation); then f, _, backlog = step(f, a_t, cost, rate, padding). The smooth version
-  equals step's pending output for the same temperature.
+  soft expectation); then f, _, backlog = step(f, a_t, cost, rate, padding).
   """
-  return _smooth_max(f_prev, arrival, temperature) - arrival
+  return jnp.maximum(f_prev, arrival) - arrival
 
 
-def step(f_prev, arrival, cost, rate: float, padding=0.0,
-         temperature: Optional[float] = None):
+def step(f_prev, arrival, cost, rate: float, padding=0.0):
   """One frame of the recursion, for use inside a model's scan.
 
   Args:
@@ -152,12 +121,11 @@ def step(f_prev, arrival, cost, rate: float, padding=0.0,
     cost: FLOPs spent on this frame (may be a soft expected cost).
     rate: FLOP/s.
     padding: 1.0 if this frame is padding (then f is unchanged and pending/backlog are 0).
-    temperature: None for the exact max, else the smoothing temperature in seconds.
   Returns:
     (f_t, pending_t, backlog_t); pending_t = max(f_prev - a_t, 0) is what the arbitrator sees
     before choosing frame t's branch, backlog_t = f_t - a_t.
   """
-  start = _smooth_max(f_prev, arrival, temperature)
+  start = jnp.maximum(f_prev, arrival)
   valid = padding < 0.5
   finish = jnp.where(valid, start + cost / rate, f_prev)
   pending = jnp.where(valid, start - arrival, 0.0)
@@ -165,14 +133,13 @@ def step(f_prev, arrival, cost, rate: float, padding=0.0,
   return finish, pending, backlog
 
 
-def simulate_jax(costs, paddings=None, *, rate: float, hop: float,
-                 temperature: Optional[float] = None) -> dict:
+def simulate_jax(costs, paddings=None, *, rate: float, hop: float) -> dict:
   """Differentiable batched simulation (lax.scan over `step`); same outputs as `simulate_np`.
 
   Gradients flow from every output to `costs` (soft expected costs welcome); padded frames get
   zero gradient. Time is kept in the dtype of `costs` (float32 is plenty: seconds, not FLOPs).
   """
-  _check_scalars(rate, hop, temperature)
+  _check_scalars(rate, hop)
   costs = jnp.asarray(costs)
   if not jnp.issubdtype(costs.dtype, jnp.floating):
     costs = costs.astype(jnp.float32)
@@ -180,17 +147,15 @@ def simulate_jax(costs, paddings=None, *, rate: float, hop: float,
   batch, num_frames = costs.shape
   paddings = (jnp.zeros_like(costs) if paddings is None
               else jnp.asarray(paddings, costs.dtype))
-  arrival = ((jnp.arange(num_frames) + 1) * hop).astype(costs.dtype)
+  arrival = arrival_times(num_frames, hop, jnp).astype(costs.dtype)
 
   def body(f_prev, xs):
     a_t, cost_t, pad_t = xs
-    f_t, pending_t, backlog_t = step(f_prev, a_t, cost_t, rate, pad_t, temperature)
+    f_t, pending_t, backlog_t = step(f_prev, a_t, cost_t, rate, pad_t)
     return f_t, (f_t, pending_t, backlog_t)
 
   init = jnp.zeros((batch,), costs.dtype)
   final, (finish, pending, backlog) = jax.lax.scan(
       body, init, (arrival, costs.T, paddings.T))
-  valid = paddings < 0.5
-  last = jnp.max(jnp.where(valid, jnp.arange(num_frames)[None, :], -1), axis=1)
-  upl = jnp.where(last >= 0, final - (last + 1).astype(costs.dtype) * hop, 0.0)
+  upl = final_upl(final, paddings, hop, jnp).astype(costs.dtype)
   return dict(finish=finish.T, backlog=backlog.T, pending=pending.T, upl=upl)

@@ -9,7 +9,8 @@ returns the weights as a small dict and `matmul` applies them, so the recurrence
 
 Each layer's input projection does not depend on the recurrent state, so it is computed for the
 whole sequence in one matrix product before the scan ("hoisting"); the scan only does the
-recurrent product and the cell. The routed AmNet encoder (`amortized/`) reuses these pieces.
+recurrent product and the cell. The encoder (`amortized/encoder.py`, whose one-branch case is
+the plain dense or compressed stack) is built from these pieces.
 
 A stack of dense layers without projection can instead run as one cuDNN call
 (`jax.experimental.rnn.lstm`, GPU only): `run_stack` picks it with `impl='auto'` on a GPU. Its
@@ -244,19 +245,18 @@ def run_masked_scans(layer_weights, x: Array, paddings: Array) -> Array:
   return x
 
 
-class LSTMEncoder(nn.Module):
-  """A stack of `LSTMLayer`s: the dense (or uniformly compressed) single encoder."""
+class LSTMStack(nn.Module):
+  """The weights of a stack of `LSTMLayer`s, `[{'wx', 'wh', 'bias'(, 'wp')}, ...]` per layer;
+  `run_stack` computes it. Every encoder branch is one (amortized/encoder.py)."""
+  input_dim: int
   layers: int
   units: int
   proj: int = 0
   kind: str = 'dense'
   budget: float = 1.0
-  impl: str = 'auto'      # IMPLS: the scans, unless 'cudnn' asks for one cuDNN call
 
   @nn.compact
-  def __call__(self, x: Array, paddings: Array, *, train: bool = False, step=None):
-    del train, step   # same signature as the routed encoder, which uses them
-    dims = [x.shape[-1]] + [self.proj or self.units] * (self.layers - 1)
-    weights = [LSTMLayer(d, self.units, self.proj, self.kind, self.budget,
-                         name=f'layer_{i}').weights() for i, d in enumerate(dims)]
-    return run_stack(weights, x, paddings, self.impl), paddings, {}
+  def __call__(self) -> list[dict[str, Any]]:
+    dims = [self.input_dim] + [self.proj or self.units] * (self.layers - 1)
+    return [LSTMLayer(d, self.units, self.proj, self.kind, self.budget,
+                      name=f'layer_{i}').weights() for i, d in enumerate(dims)]

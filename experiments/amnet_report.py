@@ -36,7 +36,7 @@ def evaluate_row(point, cfg, test, log=print) -> tuple[dict, dict]:
   params, effective = analysis.count_params(variables['params']['encoder'],
                                             variables.get('masks', {}).get('encoder'))
   row = {'name': point['name'], 'branches': cfg.model.encoder.branches,
-         'latency_loss': (cfg.model.encoder.loss_variant if len(names) > 1 else '-'),
+         'latency_loss': (cfg.model.encoder.routing.loss_variant if len(names) > 1 else '-'),
          'wer': 100 * result['wer'], 'cer': 100 * result['cer'],
          'mflops_per_frame': summary['flops_per_frame'] / 1e6,
          'upl_median_ms': summary['upl_median_ms'], 'upl_p90_ms': summary['upl_p90_ms'],
@@ -131,7 +131,7 @@ def _stream_times(rows, full, details, sweep):
 
 
 def _branch_ablation(points, rows, details, root, log=print) -> str:
-  """Each branch of a trained AmNet alone (`model.encoder.force_branch`): the WER it would
+  """Each branch of a trained AmNet alone (`model.encoder.routing.force_branch`): the WER it would
   have if every frame went to it, beside the routed WER."""
   from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   start, table = time.time(), []
@@ -140,7 +140,7 @@ def _branch_ablation(points, rows, details, root, log=print) -> str:
     routed = next(r for r in rows if r['name'] == point['name'])
     for branch in d['model'].encoder.branches:
       cfg = sweep_lib.load_config(point['config'],
-                                  {**point['overrides'], 'model.encoder.force_branch': branch.name})
+                                  {**point['overrides'], 'model.encoder.routing.force_branch': branch.name})
       result = evaluate_lib.Evaluator(models.build_model(cfg), cfg)(d['variables'], d['test'],
                                                                     d['stats'])
       table.append({'name': point['name'], 'branch': f'{branch.name} ({branch.kind}'
@@ -151,7 +151,7 @@ def _branch_ablation(points, rows, details, root, log=print) -> str:
   columns = [('name', 'row'), ('branch', 'every frame to'), ('wer_alone', 'WER %'),
              ('cer_alone', 'CER %'), ('routed_wer', 'routed WER %'),
              ('shares', 'routed frames per branch')]
-  notes = ('The trained AmNet with `model.encoder.force_branch` set: the arbitrator is '
+  notes = ('The trained AmNet with `model.encoder.routing.force_branch` set: the arbitrator is '
            'bypassed and every frame runs the named branch; same test utterances as the table.')
   return report.write_table(table, columns, os.path.join(root, 'amnet_branch_ablation'),
                             'Each branch alone', notes, wall_seconds=time.time() - start)

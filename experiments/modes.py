@@ -4,6 +4,8 @@ import os
 
 from absl import logging
 
+from amortized import compression
+from amortized import encoder as amnet
 from asr import evaluate as evaluate_lib
 from asr import train as train_lib
 from asr.data import batching
@@ -13,20 +15,17 @@ from experiments import sweep as sweep_lib
 
 
 def parametrization_and_init(cfg, model, train_data):
-  """The method-specific parts of training: (parametrization, initial variables or None)."""
-  if cfg.model.encoder.name != 'amnet':
-    return None, None
-  from amortized import compression  # pylint: disable=g-import-not-at-top
-  from amortized import encoder as amnet  # pylint: disable=g-import-not-at-top
-  e = cfg.model.encoder
+  """The encoder-specific parts of training: (parametrization, initial variables or None).
+  Sparse branches get their gradual pruning schedule, one branch or several alike."""
+  enc_cfg = cfg.model.encoder
   param = compression.pruning_parametrization(
-      amnet.parse_branches(e.branches), cfg.train.steps,
-      train_data.batches_per_epoch(cfg.train.batch_size), e.prune_epochs)
+      amnet.parse_branches(enc_cfg.branches), cfg.train.steps,
+      train_data.batches_per_epoch(cfg.train.batch_size), enc_cfg.prune_epochs)
   init_vars = None
-  if e.init_from:
+  if enc_cfg.init_from:
     init_vars = compression.init_from_dense(
         train_lib.init_variables(model, cfg, train_data, cfg.seed),
-        train_lib.load_params(e.init_from))
+        train_lib.load_params(enc_cfg.init_from))
   return param, init_vars
 
 
@@ -49,12 +48,12 @@ def train(cfg, workdir: str, **_):
 
 def eval(cfg, workdir: str, **_):  # pylint: disable=redefined-builtin
   """WER/CER of the latest checkpoint on `cfg.data.eval_split`; writes eval_<split>.json
-  (eval_<split>_<branch>.json with model.encoder.force_branch)."""
+  (eval_<split>_<branch>.json with model.encoder.routing.force_branch)."""
   model = models.build_model(cfg)
   dataset = data_lib.load_split(cfg, cfg.data.eval_split)
   variables, stats = train_lib.load_trained(cfg, workdir, model, dataset)
   result, rows = evaluate_lib.Evaluator(model, cfg)(variables, dataset, stats, return_rows=True)
-  forced = cfg.model.encoder.force_branch
+  forced = cfg.model.encoder.routing.force_branch
   out = os.path.join(workdir, f'eval_{cfg.data.eval_split}{"_" + forced if forced else ""}.json')
   with open(out, 'w') as f:
     json.dump({'result': result, 'rows': rows}, f, indent=1,

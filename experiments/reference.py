@@ -1,8 +1,9 @@
 """JAX twins of `experiments/torch_reference.py`'s models, timed side by side with them.
 
 `bench.reference` names the comparison (`launch.py --mode=bench`):
-  lstm_ctc   this codebase's LSTM stack (`asr.lstm.LSTMEncoder`: hoisted scans on CPU, cuDNN on
-             a GPU) + linear + CTC, an Adam step, against `nn.LSTM` + CTC;
+  lstm_ctc   this codebase's LSTM stack (`asr.lstm.LSTMStack` run by `asr.lstm.run_stack`: the
+             fused scans, or one cuDNN call on a GPU) + linear + CTC, an Adam step, against
+             `nn.LSTM` + CTC;
   rnnt       the config's RNN-T (`experiments.models.build_model`) on feature frames, an Adam
              step, against the same architecture in PyTorch with torchaudio's rnnt_loss;
   rnnt_loss  `asr.rnnt.rnnt_loss` forward + backward against torchaudio's, same logits shape.
@@ -37,8 +38,8 @@ class LSTMCTC(nn.Module):
 
   @nn.compact
   def __call__(self, x, paddings):
-    y, _, _ = lstm.LSTMEncoder(self.layers, self.units, impl=self.impl, name='encoder')(
-        x, paddings)
+    weights = lstm.LSTMStack(x.shape[-1], self.layers, self.units, name='encoder')()
+    y = lstm.run_stack(weights, x, paddings, self.impl)
     return nn.Dense(self.vocab, name='head')(y)
 
 

@@ -32,20 +32,22 @@ def load_config(spec: str, overrides: dict | None = None) -> ml_collections.Conf
   path, _, arg = spec.partition(':')
   module = _load_module(path, 'experiment_config')
   cfg = module.get_config(arg) if arg else module.get_config()
-  for key, value in (overrides or {}).items():
-    node = cfg
-    *parents, leaf = key.split('.')
-    for p in parents:
-      if p not in node:
-        raise validate.ConfigError(f'config.{key}: unknown key (from {spec})')
-      node = node[p]
-    if leaf not in node:
-      raise validate.ConfigError(f'config.{key}: unknown key (from {spec})')
-    node[leaf] = type(node[leaf])(value) if isinstance(node[leaf], (int, float, str)) and \
-        not isinstance(node[leaf], bool) else value
-  cfg.lock()
+  cfg.lock()                                   # an override cannot add a key
+  apply_overrides(cfg, overrides or {}, spec)
   validate.check(cfg)
   return cfg
+
+
+def apply_overrides(cfg, overrides: dict, origin: str):
+  """{'train.steps': 10, ...} into a locked config; a bad key or type fails naming the key."""
+  for key, value in overrides.items():
+    try:
+      cfg.update_from_flattened_dict({key: value})
+    except (KeyError, AttributeError):
+      raise validate.ConfigError(f'config.{key}: unknown key (from {origin})') from None
+    except TypeError as e:
+      raise validate.ConfigError(f'config.{key}: {value!r} has the wrong type ({e}; from '
+                                 f'{origin})') from None
 
 
 def load_sweep(path: str, root: str) -> dict:

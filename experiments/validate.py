@@ -4,6 +4,7 @@ Everything is checked before any work starts, and each error names the key.
 """
 from asr import lstm
 from asr import train as train_lib
+from experiments.configs import common
 
 
 class ConfigError(ValueError):
@@ -29,12 +30,12 @@ def check(cfg):
   _require(f.stack >= 1 and f.stride >= 1, 'frontend.stack', 'stack and stride must be >= 1')
   enc = m.encoder
   _require(enc.layers >= 1 and enc.units >= 1, 'model.encoder.layers', 'layers and units >= 1')
-  _require(enc.kind in ('dense', 'sparse', 'factorized'), 'model.encoder.kind',
-           f'{enc.kind!r} is not one of dense, sparse, factorized')
-  _require(0 < enc.budget <= 1, 'model.encoder.budget',
-           f'{enc.budget} must be in (0, 1]: a fraction of the dense FLOPs')
   _require(enc.lstm_impl in lstm.IMPLS, 'model.encoder.lstm_impl',
            f'{enc.lstm_impl!r} is not one of {lstm.IMPLS}')
+  _require(enc.device_flops >= 0 and enc.full_model_rtf > 0, 'model.encoder.device_flops',
+           'device_flops must be >= 0 (0 = auto) and full_model_rtf > 0')
+  _require(enc.prune_epochs >= 0, 'model.encoder.prune_epochs', 'must be >= 0')
+  _check_encoder(enc)
   _require(cfg.bench.reference in ('', 'lstm_ctc', 'rnnt', 'rnnt_loss'), 'bench.reference',
            f'{cfg.bench.reference!r} is not one of lstm_ctc, rnnt, rnnt_loss (or empty)')
   _require(m.ctc_weight >= 0, 'model.ctc_weight', 'must be >= 0')
@@ -51,34 +52,43 @@ def check(cfg):
            f'{t.frozen!r}: some (not all) of the model parts {sorted(parts)}, or paths in them')
   _require(e.beam_width >= 1, 'eval.beam_width', 'must be >= 1')
   _require(e.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
-  _require(enc.name == 'amnet' or not enc.force_branch, 'model.encoder.force_branch',
-           "only the branching encoder (model.encoder.name='amnet') has branches")
-  if enc.name == 'amnet':
-    _check_amnet(enc)
   if 'diffs' in cfg:
     _check_diffs(cfg.diffs)
 
 
-def _check_amnet(enc):
+def _check_encoder(enc):
   from amortized import amortized_loss  # pylint: disable=g-import-not-at-top
   from amortized import encoder as amnet  # pylint: disable=g-import-not-at-top
   try:
     names = [b.name for b in amnet.parse_branches(enc.branches)]
   except ValueError as e:
     raise ConfigError(f'config.{e}') from None
-  _require(not enc.force_branch or enc.force_branch in names, 'model.encoder.force_branch',
-           f'{enc.force_branch!r} is not one of the branches {names}')
-  _require(enc.loss_variant in amortized_loss.VARIANTS, 'model.encoder.loss_variant',
-           f'{enc.loss_variant!r} is not one of {amortized_loss.VARIANTS}')
-  _require(enc.lambda_cost >= 0 and enc.lambda_amr >= 0, 'model.encoder.lambda_amr',
-           'lambda_cost and lambda_amr must be >= 0')
-  _require(enc.backlog_threshold > 0, 'model.encoder.backlog_threshold', 'must be > 0')
-  _require(enc.device_flops >= 0 and enc.full_model_rtf > 0, 'model.encoder.device_flops',
-           'device_flops must be >= 0 (0 = auto) and full_model_rtf > 0')
-  _require(0 < enc.temperature_end <= enc.temperature_start, 'model.encoder.temperature_end',
+  routing = enc.routing
+  if len(names) == 1:
+    # A baseline has no arbitrator: a routing key set away from its default would do nothing.
+    defaults = common.base_config().model.encoder.routing
+    for key in sorted(routing):
+      _require(routing[key] == defaults[key], f'model.encoder.routing.{key}',
+               f'{routing[key]!r} applies only to a routed encoder; model.encoder.branches='
+               f'{enc.branches!r} has one branch')
+    return
+  _require(not routing.force_branch or routing.force_branch in names,
+           'model.encoder.routing.force_branch',
+           f'{routing.force_branch!r} is not one of the branches {names}')
+  _require(routing.loss_variant in amortized_loss.VARIANTS, 'model.encoder.routing.loss_variant',
+           f'{routing.loss_variant!r} is not one of {amortized_loss.VARIANTS}')
+  _require(routing.g_shape in amortized_loss.G_SHAPES, 'model.encoder.routing.g_shape',
+           f'{routing.g_shape!r} is not one of {amortized_loss.G_SHAPES}')
+  _require(routing.lambda_cost >= 0 and routing.lambda_amr >= 0,
+           'model.encoder.routing.lambda_amr', 'lambda_cost and lambda_amr must be >= 0')
+  _require(routing.backlog_threshold > 0, 'model.encoder.routing.backlog_threshold',
+           'must be > 0')
+  _require(0 < routing.temperature_end <= routing.temperature_start,
+           'model.encoder.routing.temperature_end',
            'need 0 < temperature_end <= temperature_start')
-  _require(enc.anneal_steps >= 1 and enc.prune_epochs >= 0, 'model.encoder.anneal_steps',
-           'anneal_steps >= 1 and prune_epochs >= 0')
+  _require(routing.anneal_steps >= 1, 'model.encoder.routing.anneal_steps', 'must be >= 1')
+  _require(routing.arbitrator_hidden >= 1, 'model.encoder.routing.arbitrator_hidden',
+           'must be >= 1')
 
 
 def _check_diffs(d):

@@ -41,16 +41,33 @@ def tiny_config(**overrides):
   cfg.train.checkpoint_every = 2
   cfg.train.eval_every = 1000
   cfg.eval.batch_size = 4
-  for key, value in overrides.items():
-    node = cfg
-    *path, last = key.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return cfg
+  cfg.lock()                      # a misspelt override fails instead of adding a key
+  cfg.update_from_flattened_dict(overrides)
+  return cfg.unlock()
 
 
 def tiny_dataset(cfg, n: int = 16, seed: int = 0):
   return batching.Dataset(synthetic_examples(n, seed),
                           batching.Buckets(tuple(cfg.data.bucket_seconds),
                                            cfg.data.chars_per_second))
+
+
+def simulate_loop(costs, rate: float, hop: float, paddings=None) -> dict:
+  """The latency recursion as a plain loop over one utterance: the tests' reference for
+  amortized/latency.py (f_t = max(f_{t-1}, a_t) + cost_t / rate, a_t = (t + 1) * hop)."""
+  paddings = [0.0] * len(costs) if paddings is None else list(paddings)
+  finish, backlog, pending = [], [], []
+  f_prev, upl = 0.0, 0.0
+  for t, (cost, padding) in enumerate(zip(costs, paddings)):
+    arrival = (t + 1) * hop
+    if padding >= 0.5:
+      finish.append(f_prev)
+      backlog.append(0.0)
+      pending.append(0.0)
+      continue
+    pending.append(max(f_prev - arrival, 0.0))
+    f_prev = max(f_prev, arrival) + float(cost) / rate
+    finish.append(f_prev)
+    backlog.append(f_prev - arrival)
+    upl = backlog[-1]
+  return dict(finish=finish, backlog=backlog, pending=pending, upl=upl)

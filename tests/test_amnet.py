@@ -129,14 +129,17 @@ def test_training_mix_gradient_reaches_unchosen_branch_only_when_soft(hard):
     assert slow_grad > 1e-4 * fast_grad
 
 
-def test_one_branch_dense_amnet_is_the_plain_lstm_encoder():
+def test_one_branch_dense_amnet_is_the_plain_lstm_stack():
+  """A baseline is an AmNet with one branch: its output is the masked per-layer scans
+  (autodiff reference) over the branch's weights, and it has no arbitrator."""
   enc = _encoder('main:dense')
-  plain = lstm.LSTMEncoder(layers=2, units=16)
   x, pads = _inputs()
   v = enc.init({'params': jax.random.key(3)}, x, pads)
-  plain_params = {'params': dict(v['params']['branches']['main'])}
+  branch = v['params']['branches']['main']
+  weights = [{'wx': dict(branch[f'layer_{i}']['wx']), 'wh': dict(branch[f'layer_{i}']['wh']),
+              'bias': branch[f'layer_{i}']['bias']} for i in range(2)]
   y, _, aux = enc.apply(v, x, pads)
-  y_plain, _, _ = plain.apply(plain_params, x, pads)
+  y_plain = lstm.run_masked_scans(weights, x, pads)
   np.testing.assert_allclose(y, y_plain, atol=1e-6)
   assert 'loss' not in aux and 'arbitrator' not in v['params']
 
@@ -161,7 +164,7 @@ def test_force_branch_runs_that_branch_alone_as_a_one_branch_model():
     ys, info = forced.apply(v, x[row:row + 1, :n], pads[row:row + 1, :n], method='stream')
     np.testing.assert_allclose(ys[0], y[row, :n], atol=1e-5)
     assert (np.asarray(info['route']) == 1).all()
-    upl = latency.simulate_python([costs[1]] * n, rate=1e6, hop=0.03)['upl']
+    upl = helpers.simulate_loop([costs[1]] * n, rate=1e6, hop=0.03)['upl']
     np.testing.assert_allclose(info['upl'], upl, rtol=1e-5)
   with pytest.raises(ValueError, match='force_branch'):
     dataclasses.replace(enc, force_branch='medium').apply(v, x, pads)
@@ -228,12 +231,12 @@ def test_svd_initialisation_is_the_best_low_rank_approximation():
 
 @pytest.mark.slow
 def test_tiny_amnet_trains_from_a_dense_baseline(tmp_path):
-  cfg = helpers.tiny_config(**{'model.encoder.name': 'amnet', 'train.steps': 4})
+  cfg = helpers.tiny_config(**{'train.steps': 4})
   data = helpers.tiny_dataset(cfg)
   model = models.build_model(cfg)
   train_lib.train(cfg, str(tmp_path / 'full'), model, data, log=lambda *_: None)
   cfg2 = helpers.tiny_config(**{
-      'model.encoder.name': 'amnet', 'train.steps': 4, 'model.encoder.lambda_amr': 1.0,
+      'train.steps': 4, 'model.encoder.routing.lambda_amr': 1.0,
       'model.encoder.branches': 'slow:dense,fast:factorized:0.25',
       'model.encoder.init_from': str(tmp_path / 'full')})
   amnet_model = models.build_model(cfg2)

@@ -1,10 +1,12 @@
-"""Tests for amortized/latency.py: a plain loop, hand-derived cases, finite differences."""
+"""Tests for amortized/latency.py: a plain loop (tests/helpers.py), hand-derived cases, finite
+differences."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from amortized import latency
+from tests import helpers
 
 RATE = 650e6     # FLOP/s, the article's device
 HOP = 0.03       # 30 ms stacked frames
@@ -25,7 +27,7 @@ def test_np_and_jax_match_python_loop_with_trailing_padding():
   out_np = latency.simulate_np(costs, paddings, rate=RATE, hop=HOP)
   out_jax = latency.simulate_jax(jnp.asarray(costs, jnp.float32), paddings, rate=RATE, hop=HOP)
   for b, n in enumerate(lengths):
-    ref = latency.simulate_python(list(costs[b, :n]), RATE, HOP)
+    ref = helpers.simulate_loop(list(costs[b, :n]), RATE, HOP)
     for key in ('finish', 'backlog', 'pending'):
       np.testing.assert_allclose(out_np[key][b, :n], ref[key], rtol=1e-12, atol=1e-12)
       np.testing.assert_allclose(out_jax[key][b, :n], ref[key], rtol=1e-5, atol=1e-5)
@@ -44,7 +46,7 @@ def test_interior_padding_and_empty_utterance_match_loop():
   out_np = latency.simulate_np(costs, paddings, rate=RATE, hop=HOP)
   out_jax = latency.simulate_jax(costs, paddings, rate=RATE, hop=HOP)
   for b in range(3):
-    ref = latency.simulate_python(list(costs[b]), RATE, HOP, paddings=list(paddings[b]))
+    ref = helpers.simulate_loop(list(costs[b]), RATE, HOP, paddings=list(paddings[b]))
     for key in ('finish', 'backlog', 'pending'):
       np.testing.assert_allclose(out_np[key][b], ref[key], rtol=1e-12, atol=1e-12)
       np.testing.assert_allclose(out_jax[key][b], ref[key], rtol=1e-5, atol=1e-5)
@@ -112,20 +114,6 @@ def test_upl_gradient_matches_finite_differences_and_busy_period():
     # Independent reading: d UPL / d cost_t is 1/R on the final busy period, 0 elsewhere.
     assert set(np.round(fd * RATE, 6)) <= {0.0, 1.0}
     assert fd[paddings[b] > 0.5].tolist() == [0.0] * int(paddings[b].sum())
-
-
-def test_soft_max_approaches_exact_and_has_gradient_at_the_kink():
-  # One frame that finishes exactly when the next arrives: the max(f, a) of frame 1 is a tie.
-  costs = jnp.array([[HOP * RATE, 0.5 * HOP * RATE]])
-  exact = latency.simulate_jax(costs, rate=RATE, hop=HOP)['upl'][0]
-  np.testing.assert_allclose(exact, 0.5 * HOP, rtol=1e-6)
-  temperature = 1e-3 * HOP
-  soft = latency.simulate_jax(costs, rate=RATE, hop=HOP, temperature=temperature)['upl'][0]
-  assert exact <= soft <= exact + temperature * np.log(2) * 1.01
-  grad = jax.grad(lambda c: latency.simulate_jax(
-      c, rate=RATE, hop=HOP, temperature=temperature)['upl'][0])(costs)
-  # At the tie the smooth max splits the credit evenly: frame 0 gets half of 1/R.
-  np.testing.assert_allclose(np.asarray(grad) * RATE, [[0.5, 1.0]], atol=1e-3)
 
 
 @pytest.mark.parametrize('kwargs', [dict(rate=0.0, hop=HOP), dict(rate=RATE, hop=-1.0)])

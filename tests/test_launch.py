@@ -21,7 +21,9 @@ def _launch(*args):
 @pytest.mark.parametrize('override, message', [
     ('--config.train.stepz=3', 'stepz'),                       # unknown key
     ('--config.train.steps=many', 'steps'),                    # wrong type
-    ('--config.model.encoder.budget=1.5', 'model.encoder.budget'),  # inconsistent value
+    ('--config.model.encoder.branches=main:sparse:1.5', 'model.encoder.branches'),  # bad value
+    # a routing key on a one-branch encoder would silently do nothing
+    ('--config.model.encoder.routing.lambda_amr=4', 'model.encoder.routing.lambda_amr'),
 ])
 def test_bad_overrides_fail_before_any_work(tmp_path, override, message):
   out = _launch('--config=experiments/configs/tiny_rnnt.py', f'--workdir={tmp_path}/w', override)
@@ -63,18 +65,15 @@ def test_every_shipped_config_validates():
     ('data.bucket_seconds', (4.0, 2.0), 'increasing'),
     ('train.batch_size', 0, 'batch_size'),
     ('train.nan_policy', 'ignore', 'nan_policy'),
-    ('model.encoder.kind', 'pruned', 'model.encoder.kind'),
-    ('model.encoder.force_branch', 'main', 'force_branch'),    # name='lstm' has no branches
+    ('model.encoder.branches', 'main:pruned:0.5', 'model.encoder.branches'),
+    ('model.encoder.routing.force_branch', 'main', 'force_branch'),   # one branch: no routing
+    ('model.encoder.routing.gumbel_hard', False, 'gumbel_hard'),
     ('train.frozen', 'decoder', 'train.frozen'),
     ('train.frozen', 'encoder,predictor,joint,ctc_head', 'train.frozen'),   # nothing to train
 ])
 def test_validate_names_the_key(key, value, message):
   cfg = common.base_config()
-  node = cfg
-  *parents, leaf = key.split('.')
-  for p in parents:
-    node = node[p]
-  node[leaf] = value
+  cfg.update_from_flattened_dict({key: value})
   with pytest.raises(validate.ConfigError, match=message):
     validate.check(cfg)
 
@@ -93,8 +92,8 @@ def test_load_config_refuses_unknown_override():
     ('diffs.eval_split', 'dev', 'diffs.eval_split'),
     ('diffs.sparse_mask', 'random', 'diffs.sparse_mask'),
     ('model.encoder.branches', 'slow:dense,fast:sparse:1.5', 'branches'),
-    ('model.encoder.loss_variant', 'latency', 'loss_variant'),
-    ('model.encoder.force_branch', 'medium', 'force_branch'),
+    ('model.encoder.routing.loss_variant', 'latency', 'loss_variant'),
+    ('model.encoder.routing.force_branch', 'medium', 'force_branch'),
 ])
 def test_method_sections_are_validated(key, value, message):
   spec = 'diffs.py' if key.startswith('diffs') else 'amnet.py:amnet_sparse'

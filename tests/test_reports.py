@@ -30,7 +30,7 @@ def get_sweep(root):
       dict(name='full', config='experiments/configs/demo.py:full', overrides=SMALL),
       dict(name='amnet', config='experiments/configs/demo.py:amnet',
            overrides=dict(SMALL, **{{'model.encoder.init_from': '{{root}}/full',
-                                    'model.encoder.loss_variant': 'two_sided_upl'}})),
+                                    'model.encoder.routing.loss_variant': 'two_sided_upl'}})),
   ])
 '''
 

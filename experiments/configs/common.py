@@ -31,32 +31,35 @@ def base_config() -> ml_collections.ConfigDict:
   c.frontend.time_mask_ratio = 0.05
 
   c.model = ml_collections.ConfigDict()
+  # Every encoder is the branching encoder (amortized/encoder.py); one branch is a baseline
+  # (dense, pruned or factorized), so every model has the same parameter layout.
   c.model.encoder = ml_collections.ConfigDict()
-  c.model.encoder.name = 'lstm'          # lstm | amnet
   c.model.encoder.layers = 2
   c.model.encoder.units = 128
   c.model.encoder.proj = 0
-  c.model.encoder.kind = 'dense'         # dense | sparse | factorized (name=lstm)
-  c.model.encoder.budget = 1.0           # compressed kinds: fraction of dense FLOPs per matrix
-  c.model.encoder.lstm_impl = 'auto'     # auto (= scan: faster on an H100) | scan | cudnn
-  # name=amnet: the branching encoder (amortized/encoder.py). One branch = a baseline.
   c.model.encoder.branches = 'main:dense'  # name:kind[:budget],...  e.g. slow:dense,fast:sparse:0.3
-  c.model.encoder.arbitrator_hidden = 32
-  c.model.encoder.device_flops = 0.0       # simulated device FLOP/s; 0 = auto from full_model_rtf
-  c.model.encoder.full_model_rtf = 1.5     # auto rate: the dense model needs 1.5x real time
-  c.model.encoder.temperature_start = 1.0
-  c.model.encoder.temperature_end = 0.01
-  c.model.encoder.anneal_steps = 1000      # geometric annealing of the routing temperature
-  c.model.encoder.gumbel_hard = True       # training mix: straight-through one-hot | soft sample
-  c.model.encoder.loss_variant = 'backlog' # amortized_loss.VARIANTS, e.g. backlog | two_sided
-  c.model.encoder.lambda_cost = 0.0
-  c.model.encoder.lambda_amr = 0.0
-  c.model.encoder.backlog_threshold = 0.1  # seconds of pending audio where g(b) reaches 0
-  c.model.encoder.g_shape = 'linear'
-  c.model.encoder.extra_frame_flops = 0.0  # decoder work per frame counted by the simulator
+  c.model.encoder.lstm_impl = 'auto'       # auto (= scan: faster on an H100) | scan | cudnn
   c.model.encoder.prune_epochs = 3         # sparse branches: gradual pruning over these epochs
-  c.model.encoder.force_branch = ''        # inference ablation: every frame to this branch
   c.model.encoder.init_from = ''           # workdir of a trained model: SVD / copy initialisation
+  # The simulated single-thread device that every model's latency (UPL) is measured on.
+  c.model.encoder.device_flops = 0.0       # FLOP/s; 0 = auto from full_model_rtf
+  c.model.encoder.full_model_rtf = 1.5     # auto rate: the dense model needs 1.5x real time
+  c.model.encoder.extra_frame_flops = 0.0  # decoder work per frame counted by the simulator
+  # Keys that only a routed encoder (2+ branches) reads; validate.py refuses changed values on
+  # a single branch, where they would silently do nothing.
+  c.model.encoder.routing = ml_collections.ConfigDict()
+  r = c.model.encoder.routing
+  r.arbitrator_hidden = 32
+  r.temperature_start = 1.0
+  r.temperature_end = 0.01
+  r.anneal_steps = 1000          # geometric annealing of the routing temperature
+  r.gumbel_hard = True           # training mix: straight-through one-hot | soft sample
+  r.loss_variant = 'backlog'     # amortized_loss.VARIANTS, e.g. backlog | two_sided
+  r.lambda_cost = 0.0
+  r.lambda_amr = 0.0
+  r.backlog_threshold = 0.1      # seconds of pending audio where g(b) reaches 0
+  r.g_shape = 'linear'
+  r.force_branch = ''            # inference ablation: every frame to this branch
   c.model.pred_embed_dim = 32
   c.model.pred_units = 64
   c.model.joint_dim = 64

@@ -1,6 +1,6 @@
 """`make demo`: both halves of the article at tiny sizes on the `small` corpus, on a CPU.
 
-Rows: full (dense AmNet with one branch), factorized (a static compressed baseline at half the
+Rows: full (a dense single branch), factorized (a static compressed baseline at half the
 FLOPs), amnet (slow dense + fast sparse branch, latency-aware loss), amnet_nolat (the same
 without the latency term) and, for the diffs, the
 full model as the deployed base with two consecutive sparse-diff updates at a 10% budget.
@@ -48,6 +48,7 @@ def get_config(row: str = 'full'):
   c = _shrink(amnet.get_config(source[row]))
   c.train.steps = 600 if row == 'full' else 300
   c.train.warmup_steps = 50 if row == 'full' else 20
-  c.model.encoder.anneal_steps = 200
+  if row.startswith('amnet'):
+    c.model.encoder.routing.anneal_steps = 200
   c.model.encoder.prune_epochs = 1
   return c

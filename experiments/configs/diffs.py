@@ -73,7 +73,6 @@ def get_config(size: str = 'small'):
     # 1e-2 and full fine-tuning 3e-3, which topk (fine-tuning fully first) takes too
     # (--config.diffs.lr=...).
     c.data.corpus = 'full'
-    c.model.encoder.name = 'amnet'       # its single dense branch: the `full` row's pytree
     c.model.encoder.layers = 3
     c.model.encoder.units = 192
     c.model.pred_units = 128

@@ -35,13 +35,13 @@ def get_sweep(root: str):
   # The rank-0.25 fast branch with the final-UPL term: an AmNet near the static rows' 50% FLOPs.
   points.append(dict(name='amnet_mf25_2sided_upl_from_fc', config=f'{CONFIG}:amnet_mf25_2sided',
                      overrides={'model.encoder.init_from': '{root}/full_continued',
-                                'model.encoder.loss_variant': 'two_sided_upl'}))
+                                'model.encoder.routing.loss_variant': 'two_sided_upl'}))
   # Rank 0.25 kept up with a UPL of 11.8 ms: a fast frame's own cost (0.49 MFLOP at 41.3
   # MFLOP/s) is the floor once the last frame goes fast. Rank 0.2 costs 9.5 ms, under 10 ms.
   points.append(dict(name='amnet_mf20_2sided_upl_from_fc', config=f'{CONFIG}:amnet_mf25_2sided',
                      overrides={'model.encoder.init_from': '{root}/full_continued',
                                 'model.encoder.branches': 'slow:dense,fast:factorized:0.2',
-                                'model.encoder.loss_variant': 'two_sided_upl'}))
+                                'model.encoder.routing.loss_variant': 'two_sided_upl'}))
   # A static factorized encoder at amnet_mf_2sided_upl_from_fc's 38% of the full FLOPs: the
   # matched-FLOPs comparison.
   points.append(dict(name='factorized38_from_fc', config=f'{CONFIG}:factorized',
@@ -54,28 +54,28 @@ def get_sweep(root: str):
                      overrides={'model.encoder.init_from': '{root}/full_continued',
                                 'model.encoder.branches':
                                     'slow:dense,mid:factorized:0.25,fast:factorized:0.1',
-                                'model.encoder.loss_variant': 'two_sided_upl'}))
+                                'model.encoder.routing.loss_variant': 'two_sided_upl'}))
   # The headline row again with another seed (arbitrator noise, data order): how far apart
   # two runs of one row land, before reading rank 0.2 against 0.25.
   points.append(dict(name='amnet_mf25_2sided_upl_from_fc_seed1',
                      config=f'{CONFIG}:amnet_mf25_2sided',
                      overrides={'model.encoder.init_from': '{root}/full_continued',
-                                'model.encoder.loss_variant': 'two_sided_upl', 'seed': 1}))
+                                'model.encoder.routing.loss_variant': 'two_sided_upl', 'seed': 1}))
   # The hard sample trains a branch only on the frames routed to it; the soft sample mixes the
   # branches by probability until the annealing makes it one-hot, so early on every branch
   # learns on every frame.
   points.append(dict(name='amnet_mf25_2sided_upl_soft_from_fc',
                      config=f'{CONFIG}:amnet_mf25_2sided',
                      overrides={'model.encoder.init_from': '{root}/full_continued',
-                                'model.encoder.loss_variant': 'two_sided_upl',
-                                'model.encoder.gumbel_hard': False}))
+                                'model.encoder.routing.loss_variant': 'two_sided_upl',
+                                'model.encoder.routing.gumbel_hard': False}))
   # Neither seeing more frames (the soft sample) nor less kept the dense branch from losing
   # accuracy inside the AmNet; the other suspect is the decoder and CTC head adapting to a
   # mostly-fast stack. Frozen at `full_continued`'s, they pin what the encoder must produce.
   points.append(dict(name='amnet_mf25_2sided_upl_frozen_dec_from_fc',
                      config=f'{CONFIG}:amnet_mf25_2sided',
                      overrides={'model.encoder.init_from': '{root}/full_continued',
-                                'model.encoder.loss_variant': 'two_sided_upl',
+                                'model.encoder.routing.loss_variant': 'two_sided_upl',
                                 'train.frozen': 'predictor,joint,ctc_head'}))
   # The three-branch row with the decoder frozen the same way.
   points.append(dict(name='amnet_mf3_2sided_upl_frozen_dec_from_fc',
@@ -83,7 +83,7 @@ def get_sweep(root: str):
                      overrides={'model.encoder.init_from': '{root}/full_continued',
                                 'model.encoder.branches':
                                     'slow:dense,mid:factorized:0.25,fast:factorized:0.1',
-                                'model.encoder.loss_variant': 'two_sided_upl',
+                                'model.encoder.routing.loss_variant': 'two_sided_upl',
                                 'train.frozen': 'predictor,joint,ctc_head'}))
   # Frozen, the decoder did not stop the dense branch alone from losing accuracy: its own
   # weights drift, co-adapting to states the fast branch wrote. Freeze it too: only the fast
@@ -91,7 +91,7 @@ def get_sweep(root: str):
   points.append(dict(name='amnet_mf25_2sided_upl_frozen_slow_from_fc',
                      config=f'{CONFIG}:amnet_mf25_2sided',
                      overrides={'model.encoder.init_from': '{root}/full_continued',
-                                'model.encoder.loss_variant': 'two_sided_upl',
+                                'model.encoder.routing.loss_variant': 'two_sided_upl',
                                 'train.frozen': 'encoder/branches/slow,predictor,joint,ctc_head'}))
   # The static factorized curve below 38%: at the AmNets' fast-branch ranks (0.25, 0.2, 0.1),
   # where each keeps up with the device alone (UPL = one frame's cost: 11.8, 9.5, 5.1 ms).

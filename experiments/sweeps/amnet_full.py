@@ -17,17 +17,24 @@ from experiments.configs import amnet
 CONFIG = 'experiments/configs/amnet.py'
 PAPER = {'data.corpus': 'full', 'model.encoder.layers': 5, 'model.encoder.units': 640,
          'model.encoder.device_flops': 650e6, 'model.pred_units': 320, 'model.joint_dim': 320,
-         'train.batch_size': 32, 'model.encoder.arbitrator_hidden': 64}
-FINE_TUNE = {'model.encoder.init_from': '{root}/full', 'train.steps': 8000,
-             'model.encoder.anneal_steps': 4000}
+         'train.batch_size': 32}
+FINE_TUNE = {'model.encoder.init_from': '{root}/full', 'train.steps': 8000}
+PAPER_ROUTING = {'model.encoder.routing.arbitrator_hidden': 64,
+                 'model.encoder.routing.anneal_steps': 4000}
 # Beyond the rows of configs/amnet.py: (name, row it starts from, overrides).
 CPU_LESSONS = [
-    ('amnet_mf25_2sided_upl', 'amnet_mf25_2sided', {'model.encoder.loss_variant': 'two_sided_upl'}),
+    ('amnet_mf25_2sided_upl', 'amnet_mf25_2sided',
+     {'model.encoder.routing.loss_variant': 'two_sided_upl'}),
     ('amnet_mf3_2sided_upl', 'amnet_mf25_2sided', {
         'model.encoder.branches': 'slow:dense,mid:factorized:0.25,fast:factorized:0.1',
-        'model.encoder.loss_variant': 'two_sided_upl'}),
+        'model.encoder.routing.loss_variant': 'two_sided_upl'}),
 ] + [(f'factorized{p}', 'factorized', {'model.encoder.branches': f'main:factorized:{p / 100}'})
      for p in (38, 25, 20, 10)]
+
+
+def _fine_tuned(row: str, overrides: dict) -> dict:
+  routed = 'routing' in amnet.ROWS[row]
+  return {**PAPER, **FINE_TUNE, **(PAPER_ROUTING if routed else {}), **overrides}
 
 
 def get_sweep(root: str):
@@ -36,10 +43,10 @@ def get_sweep(root: str):
       'train.steps': 20000}))]
   for row in amnet.ROWS:
     if row != 'full':
-      points.append(dict(name=row, config=f'{CONFIG}:{row}', overrides={**PAPER, **FINE_TUNE}))
+      points.append(dict(name=row, config=f'{CONFIG}:{row}', overrides=_fine_tuned(row, {})))
   for name, row, overrides in CPU_LESSONS:
     points.append(dict(name=name, config=f'{CONFIG}:{row}',
-                       overrides={**PAPER, **FINE_TUNE, **overrides}))
+                       overrides=_fine_tuned(row, overrides)))
   return dict(report='amnet', points=points, routing_row='amnet_mf3_2sided_upl',
               ablation_rows=['amnet_mf_2sided_upl', 'amnet_mf25_2sided_upl',
                              'amnet_mf3_2sided_upl'])
