@@ -1,6 +1,6 @@
 """The amortized-network loss terms added to the RNN-T loss: expected cost and latency penalty.
 
-DESIGN.md ("Gaps in the papers") fills the paper's unpublished loss with
+docs/DESIGN.md ("The amortized loss and its variants") fills the paper's unpublished loss with
 
     L = L_rnnt + lambda_cost * mean_t E[cost_t] / cost_slow
                + lambda_amr  * mean_t p_t(fast) * g(b_t),
@@ -14,7 +14,7 @@ Generalisation to K >= 2 branches with costs c_k (c_max the most expensive branc
 
     mean_t sum_k p_t(k) * w_k * g(b_t),   w_k = (c_max - c_k) / c_max          (fast_norm='max')
 
-For two branches this is (1 - c_fast / c_slow) * p_t(fast) * g(b_t): the DESIGN.md formula times
+For two branches this is (1 - c_fast / c_slow) * p_t(fast) * g(b_t): docs/DESIGN.md's formula times
 the constant relative saving of the fast branch, which lambda_amr absorbs. `fast_norm='range'`
 uses w_k = (c_max - c_k) / (c_max - c_min) instead, which is exactly p_t(fast) for two branches.
 A single branch (the baseline) has all w_k = 0: no latency penalty.
