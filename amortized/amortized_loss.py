@@ -1,6 +1,6 @@
 """The amortized-network loss terms added to the RNN-T loss: expected cost and latency penalty.
 
-DESIGN.md ("Gaps in the papers") fills the paper's unpublished loss with
+docs/DESIGN.md ("The amortized loss and its variants") fills the paper's unpublished loss with
 
     L = L_rnnt + lambda_cost * mean_t E[cost_t] / cost_slow
                + lambda_amr  * mean_t p_t(fast) * g(b_t),

@@ -1,6 +1,6 @@
 """Streaming latency simulator: a single-thread device working through encoder frames.
 
-Model (DESIGN.md, "Gaps in the papers"). The device runs at `rate` FLOP/s on one thread. Frame t
+Model (docs/DESIGN.md, "The latency model"). The device runs at `rate` FLOP/s on one thread. Frame t
 (0-based) arrives at `a_t = (t + 1) * hop` seconds; the device starts it once both the frame has
 arrived and the previous frame is done, and spends `cost_t / rate` seconds on it:
 

@@ -1,6 +1,6 @@
 """Audio frontend: log-mel features, global normalisation, frame stacking and SpecAugment.
 
-Conventions (DESIGN.md "Gaps in the papers": 25 ms windows, 10 ms hop, 80 log-mels, 3 frames
+Conventions (docs/DESIGN.md "Gaps in the papers": 25 ms windows, 10 ms hop, 80 log-mels, 3 frames
 stacked and subsampled to 30 ms):
 - Audio is float in [-1, 1] or int16 (scaled by 1/32768); `audio_paddings` is 1.0 at padded
   samples, and padded samples are zeroed before anything else.

@@ -22,7 +22,7 @@ def _batch(seed, batch=3, frames=9, branches=2):
 
 
 def _reference(probs, costs, backlog, paddings, variant, lam_cost, lam_amr, smooth=False):
-  """Frame by frame, written from the DESIGN.md formulas (2 branches: index 0 fast, 1 slow)."""
+  """Frame by frame, from the docs/DESIGN.md formulas (2 branches: index 0 fast, 1 slow)."""
   costs = np.asarray(costs, np.float64)
   c_max, c_min = costs.max(), costs.min()
   cost_sum, lat_sum, count = 0.0, 0.0, 0
