@@ -1,6 +1,6 @@
 """Speed against PyTorch, side by side in one run (experiments/reference.py); no corpus needed.
 
-  # CPU: the issue's reference shape, 4 x LSTM-320 + CTC, batch 16 x 150 frames, Adam step
+  # CPU: 4 x LSTM-320 + CTC, batch 16 x 150 frames, Adam step
   python launch.py --mode=bench --config=experiments/configs/bench_reference.py:lstm_ctc \
       --workdir=workdirs/bench_reference
   # GPU: the paper-sized RNN-T (5 x LSTM-640, batch 32 x 200 frames) against PyTorch cuDNN +

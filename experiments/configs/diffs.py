@@ -66,12 +66,8 @@ def get_config(size: str = 'small'):
   if size == 'cpu':                    # CPU-sized, on the AmNet table's trained full model
     # python launch.py --config=experiments/configs/diffs.py:cpu --workdir=workdirs/diffs_cpu5_all \
     #     --mode=diffs --config.diffs.base_workdir=workdirs/amnet_cpu/full_continued
-    # (RESULTS.md: about 2.5 h on 2 cores in all; after update 5 sparse is the best budgeted
-    # diff at each budget and beats topk; low-rank at 1% does not fit and is reported skipped,
-    # unless the biases get no deltas: --config.diffs.min_ndim=2, rank 1.) The table uses
-    # diffs.lr=1e-3 for every method; chosen per method on test_seen (session 8), sparse takes
-    # 1e-2 and full fine-tuning 3e-3, which topk (fine-tuning fully first) takes too
-    # (--config.diffs.lr=...).
+    # RESULTS.md, "Neural diffs, CPU-sized model, five updates, four budgets" (about 2.5 h on
+    # 2 cores; learning rates per method: "Learning rates chosen on `test_seen`").
     c.data.corpus = 'full'
     c.model.encoder.layers = 3
     c.model.encoder.units = 192
@@ -80,10 +76,9 @@ def get_config(size: str = 'small'):
     c.train.steps = 3000
     c.diffs.methods = 'sparse,topk,hashed,lowrank,full'
     c.diffs.updates = 5
-    # An update's epoch is (1,800 new + 450 replayed) / 16 = 141 steps, so pruning per epoch
-    # would be one cut after 141 dense steps: nearly "fine-tune then compress" (topk). Rounds
-    # of 15 steps: dense for 15, annealed over 7 rounds to the budget at step 120, then 60
-    # steps with the mask fixed.
+    # An update's epoch is 141 steps: pruning once an epoch would be one cut, nearly "fine-tune
+    # then compress" (topk). Rounds of 15 steps reach the budget at step 120, then 60 steps
+    # train with the mask fixed.
     c.diffs.steps_per_update = 180
     c.diffs.replay_fraction = 0.25
     c.diffs.prune_every = 15

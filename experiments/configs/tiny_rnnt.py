@@ -3,7 +3,7 @@
   python launch.py --config=experiments/configs/tiny_rnnt.py --workdir=workdirs/tiny_rnnt
 
 Expected: training loss falls from ~100+ to well below half within 300 steps; on `tiny` the
-held-out-voice WER stays near 100% (too little data); see `small_rnnt.py` for a real figure.
+held-out-voice WER stays near 100% (too little data): RESULTS.md, "Amortized networks (demo)".
 """
 from experiments.configs import common
 
