@@ -29,6 +29,10 @@ class Evaluator:
     self._encode = jax.jit(self._encode_impl)
     self._greedy = jax.jit(self._greedy_impl)
     self._position = jax.jit(self._position_impl)
+    # The beam search's steps take the variables as an argument, so one compilation per shape
+    # serves every batch and every checkpoint.
+    self._pred_step = jax.jit(functools.partial(self.model.apply, method='pred_step'))
+    self._joint_step = jax.jit(functools.partial(self.model.apply, method='joint_step'))
 
   def _position_impl(self, variables, stats, batch):
     """Mean emission position of the reference labels under the model (asr.rnnt.alignment)."""
@@ -60,8 +64,8 @@ class Evaluator:
     enc, enc_pads, aux = self._encode(variables, stats, batch['audio'], batch['audio_paddings'])
     beam = self.cfg.eval.beam_width
     if beam > 1:
-      pred_step = jax.jit(functools.partial(self.model.apply, variables, method='pred_step'))
-      joint = jax.jit(functools.partial(self.model.apply, variables, method='joint_step'))
+      pred_step = functools.partial(self._pred_step, variables)
+      joint = functools.partial(self._joint_step, variables)
       init = self.model.apply(variables, enc.shape[0], method='initial_pred_state')
       results = decode.beam_search_batch(
           enc, enc_pads, init, pred_step, joint, beam_width=beam,

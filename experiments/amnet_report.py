@@ -131,18 +131,18 @@ def _stream_times(rows, full, details, sweep):
 
 
 def _branch_ablation(points, rows, details, root, log=print) -> str:
-  """Each branch of a trained AmNet alone (`model.encoder.routing.force_branch`): the WER it would
-  have if every frame went to it, beside the routed WER."""
+  """Each branch of a trained AmNet alone (`model.encoder.routing.force_branch`): the WER it
+  would have if every frame went to it, beside the routed WER."""
   from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   start, table = time.time(), []
   for point in points:
-    d = details[point['name']]
+    detail = details[point['name']]
     routed = next(r for r in rows if r['name'] == point['name'])
-    for branch in d['model'].encoder.branches:
-      cfg = sweep_lib.load_config(point['config'],
-                                  {**point['overrides'], 'model.encoder.routing.force_branch': branch.name})
-      result = evaluate_lib.Evaluator(models.build_model(cfg), cfg)(d['variables'], d['test'],
-                                                                    d['stats'])
+    for branch in detail['model'].encoder.branches:
+      cfg = sweep_lib.load_config(point['config'], {
+          **point['overrides'], 'model.encoder.routing.force_branch': branch.name})
+      result = evaluate_lib.Evaluator(models.build_model(cfg), cfg)(
+          detail['variables'], detail['test'], detail['stats'])
       table.append({'name': point['name'], 'branch': f'{branch.name} ({branch.kind}'
                     f'{"" if branch.kind == "dense" else f" {branch.budget:g}"})',
                     'wer_alone': 100 * result['wer'], 'cer_alone': 100 * result['cer'],
@@ -165,15 +165,15 @@ def _routing_plot(rows, details, root, routing_row=None):
   amnets += [r['name'] for r in rows if r['latency_loss'] == 'none']
   if not amnets:
     return
-  d = details[amnets[0]]
-  longest = int(np.argmax([len(r['route']) for r in d['rows']]))
-  row = d['rows'][longest]
-  index = d['test'].ids.index(row['id'])
-  audio = d['test'].audio[index][None]
-  cfg = d['cfg']
+  detail = details[amnets[0]]
+  longest = int(np.argmax([len(r['route']) for r in detail['rows']]))
+  row = detail['rows'][longest]
+  index = detail['test'].ids.index(row['id'])
+  audio = detail['test'].audio[index][None]
+  cfg = detail['cfg']
   mel, _ = frontend.log_mel(audio, np.zeros(audio.shape, np.float32),
                             num_mels=cfg.frontend.num_mels)
-  enc = d['model'].encoder
+  enc = detail['model'].encoder
   report.routing_still(np.asarray(mel[0]), np.asarray(row['route']).argmax(-1),
                        [b.name for b in enc.branches], 1000 * np.asarray(row['backlog']),
                        enc.routing.hop, os.path.join(root, 'amnet_routing.png'),

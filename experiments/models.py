@@ -11,7 +11,8 @@ def build_encoder(cfg) -> amnet.AmNetEncoder:
 
 
 def build_model(cfg) -> model_lib.RNNT:
-  m = cfg.model
+  model_cfg = cfg.model
   return model_lib.RNNT(encoder=build_encoder(cfg), vocab_size=text.CharTokenizer.vocab_size,
-                        pred_embed_dim=m.pred_embed_dim, pred_units=m.pred_units,
-                        joint_dim=m.joint_dim, ctc_head=m.ctc_weight > 0)
+                        pred_embed_dim=model_cfg.pred_embed_dim,
+                        pred_units=model_cfg.pred_units, joint_dim=model_cfg.joint_dim,
+                        ctc_head=model_cfg.ctc_weight > 0)

@@ -45,13 +45,15 @@ class LSTMCTC(nn.Module):
 
 def shapes(cfg) -> dict:
   r = cfg.bench.reference_shape
-  m = cfg.model
+  model_cfg = cfg.model
   if cfg.bench.reference == 'lstm_ctc':
     return dict(layers=r.layers, units=r.units, input_dim=r.input_dim, batch=r.batch,
                 frames=r.frames, labels=r.labels, vocab=r.vocab)
-  return dict(layers=m.encoder.layers, units=m.encoder.units, input_dim=r.input_dim,
+  return dict(layers=model_cfg.encoder.layers, units=model_cfg.encoder.units,
+              input_dim=r.input_dim,
               batch=r.batch, frames=r.frames, labels=r.labels, vocab=r.vocab,
-              pred_embed_dim=m.pred_embed_dim, pred_units=m.pred_units, joint_dim=m.joint_dim)
+              pred_embed_dim=model_cfg.pred_embed_dim, pred_units=model_cfg.pred_units,
+              joint_dim=model_cfg.joint_dim)
 
 
 def _timed(fn, args, steps: int, warmup: int, threads_state: bool = True):

@@ -17,18 +17,21 @@ def _require(ok: bool, key: str, message: str):
 
 
 def check(cfg):
-  d, f, m, t, e = cfg.data, cfg.frontend, cfg.model, cfg.train, cfg.eval
-  _require(d.source in ('voice_assistant', 'folder', 'librispeech'), 'data.source',
-           f'{d.source!r} is not one of voice_assistant, folder, librispeech')
-  _require(d.source != 'folder' or bool(d.folder), 'data.folder', 'required when source=folder')
-  secs = list(d.bucket_seconds)
+  data, frontend, model, train, evals = (cfg.data, cfg.frontend, cfg.model, cfg.train,
+                                         cfg.eval)
+  _require(data.source in ('voice_assistant', 'folder', 'librispeech'), 'data.source',
+           f'{data.source!r} is not one of voice_assistant, folder, librispeech')
+  _require(data.source != 'folder' or bool(data.folder), 'data.folder',
+           'required when source=folder')
+  secs = list(data.bucket_seconds)
   _require(len(secs) > 0 and all(s > 0 for s in secs) and secs == sorted(secs),
            'data.bucket_seconds', f'{secs} must be positive and increasing')
-  _require(d.chars_per_second > 0, 'data.chars_per_second', 'must be > 0')
-  _require(f.num_mels > 0 and f.window_ms > 0 and f.hop_ms > 0, 'frontend',
+  _require(data.chars_per_second > 0, 'data.chars_per_second', 'must be > 0')
+  _require(frontend.num_mels > 0 and frontend.window_ms > 0 and frontend.hop_ms > 0, 'frontend',
            'num_mels, window_ms and hop_ms must be > 0')
-  _require(f.stack >= 1 and f.stride >= 1, 'frontend.stack', 'stack and stride must be >= 1')
-  enc = m.encoder
+  _require(frontend.stack >= 1 and frontend.stride >= 1, 'frontend.stack',
+           'stack and stride must be >= 1')
+  enc = model.encoder
   _require(enc.layers >= 1 and enc.units >= 1, 'model.encoder.layers', 'layers and units >= 1')
   _require(enc.lstm_impl in lstm.IMPLS, 'model.encoder.lstm_impl',
            f'{enc.lstm_impl!r} is not one of {lstm.IMPLS}')
@@ -38,20 +41,21 @@ def check(cfg):
   _check_encoder(enc)
   _require(cfg.bench.reference in ('', 'lstm_ctc', 'rnnt', 'rnnt_loss'), 'bench.reference',
            f'{cfg.bench.reference!r} is not one of lstm_ctc, rnnt, rnnt_loss (or empty)')
-  _require(m.ctc_weight >= 0, 'model.ctc_weight', 'must be >= 0')
-  _require(t.steps >= 1, 'train.steps', 'must be >= 1')
-  _require(t.batch_size >= 1, 'train.batch_size', 'must be >= 1')
-  _require(t.lr > 0, 'train.lr', 'must be > 0')
-  _require(0 <= t.warmup_steps, 'train.warmup_steps', 'must be >= 0')
-  _require(t.checkpoint_every >= 1 and t.log_every >= 1 and t.eval_every >= 1, 'train',
-           'checkpoint_every, log_every and eval_every must be >= 1')
-  _require(t.nan_policy in ('skip', 'stop'), 'train.nan_policy', f'{t.nan_policy!r} not skip|stop')
-  parts = {'encoder', 'predictor', 'joint'} | ({'ctc_head'} if m.ctc_weight > 0 else set())
-  frozen = train_lib.frozen_paths(t.frozen)
+  _require(model.ctc_weight >= 0, 'model.ctc_weight', 'must be >= 0')
+  _require(train.steps >= 1, 'train.steps', 'must be >= 1')
+  _require(train.batch_size >= 1, 'train.batch_size', 'must be >= 1')
+  _require(train.lr > 0, 'train.lr', 'must be > 0')
+  _require(0 <= train.warmup_steps, 'train.warmup_steps', 'must be >= 0')
+  _require(train.checkpoint_every >= 1 and train.log_every >= 1 and train.eval_every >= 1,
+           'train', 'checkpoint_every, log_every and eval_every must be >= 1')
+  _require(train.nan_policy in ('skip', 'stop'), 'train.nan_policy',
+           f'{train.nan_policy!r} not skip|stop')
+  parts = {'encoder', 'predictor', 'joint'} | ({'ctc_head'} if model.ctc_weight > 0 else set())
+  frozen = train_lib.frozen_paths(train.frozen)
   _require({k.split('/')[0] for k in frozen} <= parts and set(frozen) != parts, 'train.frozen',
-           f'{t.frozen!r}: some (not all) of the model parts {sorted(parts)}, or paths in them')
-  _require(e.beam_width >= 1, 'eval.beam_width', 'must be >= 1')
-  _require(e.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
+           f'{train.frozen!r}: some (not all) of the model parts {sorted(parts)}, or paths in them')
+  _require(evals.beam_width >= 1, 'eval.beam_width', 'must be >= 1')
+  _require(evals.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
   if 'diffs' in cfg:
     _check_diffs(cfg.diffs)
 

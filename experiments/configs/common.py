@@ -74,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.final_lr_ratio = 0.05
   c.train.warmup_steps = 50
   c.train.clip = 5.0
-  c.train.frozen = ''             # params kept at their initial values: predictor,joint or encoder/branches/slow
+  c.train.frozen = ''       # kept at their initial values, e.g. predictor,joint
   c.train.log_every = 10
   c.train.eval_every = 100
   c.train.checkpoint_every = 100
