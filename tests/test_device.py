@@ -131,9 +131,30 @@ def test_a_crash_or_a_bad_write_keeps_the_old_state(chain, tmp_path, monkeypatch
     device.apply_update(paths[0], model, tmp_path / 'missing.json')
 
 
+def _files(directory):
+  return {e.name: (e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(directory)}
+
+
+def _kill_after_first_write(process, directory, delay):
+  """SIGKILL `delay` seconds after the process first changes anything in `directory`: the
+  moments a writer, atomic or not, is most fragile, wherever its implementation puts them."""
+  before = _files(directory)
+  while process.poll() is None:
+    try:
+      if _files(directory) != before:
+        time.sleep(delay)
+        break
+    except FileNotFoundError:   # a file went between listing and stat: a change too
+      time.sleep(delay)
+      break
+    time.sleep(0.0002)
+  process.send_signal(signal.SIGKILL)
+
+
 def test_killed_mid_apply_leaves_the_old_or_the_new_state(tmp_path):
-  """SIGKILL to a real `diffs.cli apply` process at random moments (stratified over its run):
-  afterwards the device holds the old params at the old number, or the new at the new."""
+  """SIGKILL to a real `diffs.cli apply` process at random moments: half stratified over its
+  whole run, half within 50 ms (about what writing the state takes here) of its first write.
+  Afterwards the device holds the old params at the old number, or the new at the new."""
   rng = np.random.default_rng(7)
   base = {'w': rng.normal(size=(1500, 1000)).astype(np.float32)}     # a 6 MB model
   payload = {'w': {'kind': 'full', 'values': 0.01 * rng.normal(size=(1500, 1000))}}
@@ -159,8 +180,11 @@ def test_killed_mid_apply_leaves_the_old_or_the_new_state(tmp_path):
     model.write_bytes(old_bytes)
     process = subprocess.Popen([sys.executable, '-c', script], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep((i + rng.random()) / trials * 1.2 * duration)
-    process.send_signal(signal.SIGKILL)
+    if i % 2:
+      _kill_after_first_write(process, tmp_path, 0.05 * rng.random())
+    else:
+      time.sleep((i + rng.random()) / trials * 1.2 * duration)
+      process.send_signal(signal.SIGKILL)
     process.wait(timeout=120)
     state = device.state(model)                # loads: never a torn file
     assert state in (old_state, new_state), (i, state)
