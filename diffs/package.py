@@ -833,7 +833,10 @@ def inspect(path, trusted=None) -> dict:
   """Header fields, sizes and per-leaf summary of a package (checks it is intact, needs no base).
   Without `trusted` the package need only be validly signed by the key it names."""
   data = read_package(path)
-  public, _ = signer(path)
+  try:
+    public, _ = signing.signer(data, 'package', str(path))
+  except signing.SignatureError as e:
+    raise PackageError(str(e)) from None
   header, body = open_package(data, trusted if trusted is not None else [public], str(path))
   leaves = []
   for entry in header['leaves']:
