@@ -32,6 +32,7 @@ from asr import train as train_lib
 from diffs import delta as delta_lib
 from diffs import fisher
 from diffs import package
+from diffs import signing
 
 METHODS = ('sparse', 'hashed', 'lowrank', 'topk', 'full')
 
@@ -112,7 +113,7 @@ def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, 
 
 
 def export_update(path: str, method: str, trainable, fixed, base, budget: Budget | None,
-                  value_dtype: str, min_ndim: int, meta: dict) -> dict:
+                  value_dtype: str, min_ndim: int, meta: dict, key) -> dict:
   """Writes the update package of a trained diff; returns export's info (params = applied)."""
   if method == 'topk':
     values, mask = delta_lib.compress_top_k(trainable, budget.entries, min_ndim=min_ndim)
@@ -123,7 +124,7 @@ def export_update(path: str, method: str, trainable, fixed, base, budget: Budget
     payload = delta_lib.to_payload(train_method, trainable, fixed['diff'], base)
     package_method = train_method
   return package.export(path, package_method, payload, base, value_dtype=value_dtype,
-                        meta=meta)
+                        meta=meta, key=key, update=meta['update'])
 
 
 class Concat:
@@ -194,10 +195,13 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
                                              init_vars)
   meta = {'update': update, 'method': method,
           'budget_fraction': budget.fraction if budget else 1.0}
+  # Signed by diffs.signing_key, else by a chain-local maker key in the chain's directory.
+  chain_key = os.path.join(os.path.dirname(os.path.abspath(workdir)), 'maker.key')
+  key = signing.maker_key(d.get('signing_key', ''), chain_key)
   info = export_update(os.path.join(workdir, f'update_{update}.diff'), method, trainable, fixed,
-                       device_params, budget, d.value_dtype, d.min_ndim, meta)
+                       device_params, budget, d.value_dtype, d.min_ndim, meta, key)
   # The device's side: apply the package file to what it holds, in numpy.
-  applied = package.apply(info['path'], device_params)
+  applied = package.apply(info['path'], device_params, trusted=[info['signer']])
   package.save_params(device_path, applied)
   record = {'bytes': info['bytes'], 'stored_values': info['stored_values'],
             'base_fingerprint': info['base_fingerprint'],

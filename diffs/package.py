@@ -1,6 +1,8 @@
-"""The update package: a versioned, checksummed binary file that turns a base model into the next.
+"""The update package: a signed, versioned, checksummed binary file that turns a base model into
+the next. docs/DESIGN.md ("Update packages: format and threat model") says what it protects.
 
-numpy and the standard library only: a device applies packages without JAX.
+numpy, `cryptography` (diffs.signing) and the standard library only: a device applies packages
+without JAX.
 
 Layout (all integers little-endian):
 
@@ -8,11 +10,14 @@ Layout (all integers little-endian):
   version      u16       FORMAT_VERSION; magic + version are the only fixed part across versions
   header_len   u32
   header       JSON (utf-8): method, value_dtype, compression, hash, base/result fingerprints,
-               stored_values, raw_body_bytes, meta, and per changed leaf: path, dtype, shape, kind
-               and the kind's integers (nnz + index coding, K + seed, rank)
+               update (the number of the update the package produces, >= 1), stored_values,
+               raw_body_bytes, meta, and per changed leaf: path, dtype, shape, kind and the
+               kind's integers (nnz + index coding, K + seed, rank)
   body_len     u64
   body         zlib / lzma / raw stream of the per-leaf segments, in header order
   checksum     sha256 over every byte before it
+  signature    104-byte trailer (diffs.signing): magic, the maker's Ed25519 public key, and the
+               signature over every byte before the signature
 
 Per-leaf segments (values are fp16, or int8 with one float32 scale per stored array):
   sparse   [scale] indices (delta-coded LEB128 varints or a bitmap, whichever is smaller) values
@@ -20,10 +25,12 @@ Per-leaf segments (values are fp16, or int8 with one float32 scale per stored ar
   lowrank  [scale_a][scale_b] A [m, r] B [r, n]   (leaf reshaped to [prod(shape[:-1]), shape[-1]])
   full     [scale] every value of the leaf
 
-`apply` refuses anything it cannot prove right (PackageError, one line naming the file): it checks
-magic, version, lengths, checksum, the base fingerprint, every header field against the base, the
-exact decompressed size, then decodes and checks the fingerprint of the result. The checksum guards
-against accidents, not attackers: sign packages separately if that matters.
+`apply` refuses anything it cannot prove right (PackageError, one line naming the file): before
+reading anything else it checks that a trusted key signed every byte; then magic, version,
+lengths, checksum, header structure, that the update number is higher than the device's, the
+base fingerprint, every header field against the base, the exact decompressed size; then decodes
+and checks that no leaf became non-finite and the fingerprint of the result. The signature stops
+attackers; the checksum and fingerprints catch the maker's own bugs.
 
 The applied params are `base + dense(delta)` computed leaf by leaf in the base dtype, with a
 deterministic dense(delta) (no BLAS: low-rank products are accumulated in float64 one rank at a
@@ -36,15 +43,16 @@ import io
 import json
 import lzma
 import math
-import os
 import struct
-import tempfile
 import zlib
 
 import numpy as np
 
+from diffs import files
+from diffs import signing
+
 MAGIC = b'\x89NDIFF\r\n'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HASH_NAME = 'lowbias32-xor-v1'
 METHODS = ('sparse', 'hashed', 'lowrank', 'full')
 KINDS = ('sparse', 'hashed', 'lowrank', 'full')
@@ -54,6 +62,10 @@ _MAX_VARINT_BYTES = 5              # indices and gaps < 2**35
 _PREFIX = struct.Struct('<8sHI')   # magic, version, header_len
 _BODY_LEN = struct.Struct('<Q')
 _DIGEST_BYTES = 32
+MAX_UPDATE = 2**53          # update numbers stay exact in any JSON reader
+# The device's update number, stored in its params .npz; never a parameter path (those have no
+# empty '/'-separated parts).
+UPDATE_ENTRY = 'ndiff//update'
 
 
 class PackageError(ValueError):
@@ -432,7 +444,7 @@ def _encode_leaf(path: str, fields: Mapping, base_leaf: np.ndarray, method: str,
 # ----------------------------------------------------------------------------- header checks
 
 _TOP_KEYS = {'method', 'value_dtype', 'compression', 'hash', 'base_fingerprint',
-             'result_fingerprint', 'stored_values', 'raw_body_bytes', 'leaves', 'meta'}
+             'result_fingerprint', 'update', 'stored_values', 'raw_body_bytes', 'leaves', 'meta'}
 _LEAF_KEYS = {'sparse': {'nnz', 'coding', 'index_bytes'}, 'hashed': {'k', 'seed'},
               'lowrank': {'rank'}, 'full': set()}
 
@@ -457,6 +469,7 @@ def _check_header(header) -> None:
     if not (isinstance(value, str) and len(value) == 64
             and all(c in '0123456789abcdef' for c in value)):
       raise ValueError(f'{name} {value!r} is not a sha256 hex digest')
+  _int(header['update'], 'update', 1, MAX_UPDATE)
   if not isinstance(header['meta'], dict) or not isinstance(header['leaves'], list):
     raise ValueError('meta must be an object and leaves a list')
   seen, stored, raw = set(), 0, 0
@@ -519,8 +532,24 @@ def _decompress(body: bytes, compression: str, expected: int) -> bytes:
 # ----------------------------------------------------------------------------- container
 
 def _container(version: int, header: bytes, body: bytes) -> bytes:
+  """The unsigned package: everything before the signature trailer."""
   data = _PREFIX.pack(MAGIC, version, len(header)) + header + _BODY_LEN.pack(len(body)) + body
   return data + hashlib.sha256(data).digest()
+
+
+def sign(container: bytes, private_key) -> bytes:
+  """The package: `container` signed by the maker's Ed25519 private key."""
+  return signing.sign(container, private_key, 'package')
+
+
+def open_package(data: bytes, trusted, name: str):
+  """(header dict, compressed body) of a package that a key in `trusted` signed, after the
+  signature (checked first: nothing unsigned is parsed), framing, checksum and header checks."""
+  try:
+    container = signing.verify(data, trusted, 'package', name)
+  except signing.SignatureError as e:
+    raise PackageError(str(e)) from None
+  return _open_container(container, name)
 
 
 def _open_container(data: bytes, name: str):
@@ -588,31 +617,58 @@ def _decode(header: dict, body: bytes, base_flat: dict, name: str) -> dict:
     base_leaf = np.asarray(base_flat[entry['path']])
     with np.errstate(over='ignore', invalid='ignore'):
       new[entry['path']] = base_leaf + delta.astype(base_leaf.dtype)
+    if _newly_non_finite(new[entry['path']], base_leaf):
+      raise PackageError(f'{name}: leaf {entry["path"]!r} would become non-finite; not applied')
   return new
 
 
-def apply_bytes(data: bytes, base_params, name: str = '<package>'):
-  """`apply` for in-memory package bytes."""
-  header, body = _open_container(bytes(data), name)
+def _newly_non_finite(new: np.ndarray, base: np.ndarray) -> bool:
+  """Whether an entry that was finite in the base is not in `new` (inf/nan the base already had
+  are the base's business)."""
+  return bool(np.any(~np.isfinite(new) & np.isfinite(base)))
+
+
+def decode_update(data: bytes, base_params, *, trusted, name: str = '<package>',
+                  current_update: int | None = None):
+  """(new params, header) of a package for `base_params`, checked as the module docstring says;
+  with `current_update` (the device's number) a package whose update number is not higher is
+  refused, so an old package cannot roll a device back."""
+  header, body = open_package(bytes(data), trusted, name)
+  if current_update is not None and header['update'] <= current_update:
+    raise PackageError(f'{name}: package makes update {header["update"]}, device is at update '
+                       f'{current_update}: not newer (a replayed or out-of-order package)')
   base_flat = _checked_flatten(base_params, 'base params')
   new = _decode(header, body, base_flat, name)
   got = _fingerprint_flat(new)
   if got != header['result_fingerprint']:
     raise PackageError(f'{name}: result fingerprint {got[:16]} != package\'s '
                        f'{header["result_fingerprint"][:16]}; not applied')
-  return unflatten_like(base_params, new)
+  return unflatten_like(base_params, new), header
 
 
-def apply(path, base_params):
-  """New params (numpy, structure of `base_params`) = base + the package's delta; PackageError if
-  the file is damaged, of another version, or made for other base params. The base is not modified.
-  """
+def apply_bytes(data: bytes, base_params, *, trusted, name: str = '<package>',
+                current_update: int | None = None):
+  """`apply` for in-memory package bytes."""
+  return decode_update(data, base_params, trusted=trusted, name=name,
+                       current_update=current_update)[0]
+
+
+def read_package(path) -> bytes:
   try:
     with open(path, 'rb') as f:
-      data = f.read()
+      return f.read()
   except OSError as e:
     raise PackageError(f'{path}: cannot read package: {e.strerror or e}') from None
-  return apply_bytes(data, base_params, name=str(path))
+
+
+def apply(path, base_params, *, trusted, current_update: int | None = None):
+  """New params (numpy, structure of `base_params`) = base + the package's delta; PackageError if
+  a key in `trusted` (diffs.signing: TrustedKeys or raw public keys) did not sign it, or it is
+  damaged, of another version, not newer than `current_update`, or made for other base params.
+  The base is not modified. diffs.device applies a package to a device's params file.
+  """
+  return apply_bytes(read_package(path), base_params, trusted=trusted, name=str(path),
+                     current_update=current_update)
 
 
 def _checked_flatten(params, what) -> dict:
@@ -626,8 +682,9 @@ def _checked_flatten(params, what) -> dict:
 
 
 def encode(method, payload: Mapping, base_params, value_dtype='fp16', compression='zlib',
-           meta=None):
-  """(package bytes, applied params): the in-memory half of `export`."""
+           meta=None, update: int = 1):
+  """(unsigned package bytes, applied params): the in-memory half of `export` (`sign` makes the
+  package)."""
   if method not in METHODS:
     raise ValueError(f'unknown method {method!r} (expected one of {METHODS})')
   if value_dtype not in VALUE_BYTES:
@@ -647,7 +704,8 @@ def encode(method, payload: Mapping, base_params, value_dtype='fp16', compressio
   raw = b''.join(parts)
   header = {'method': method, 'value_dtype': value_dtype, 'compression': compression,
             'hash': HASH_NAME, 'base_fingerprint': _fingerprint_flat(base_flat),
-            'result_fingerprint': '0' * 64, 'stored_values': 0, 'raw_body_bytes': len(raw),
+            'result_fingerprint': '0' * 64, 'update': update, 'stored_values': 0,
+            'raw_body_bytes': len(raw),
             'leaves': entries, 'meta': dict(meta or {})}
   header['stored_values'] = sum(_stored(e) for e in entries)
   _check_header(header)
@@ -658,10 +716,7 @@ def encode(method, payload: Mapping, base_params, value_dtype='fp16', compressio
   else:
     body = raw
   # The result is whatever the device's decoder makes of these bytes, so run that decoder.
-  applied = _decode(header, body, base_flat, '<export>')
-  for path, leaf in applied.items():
-    if not np.all(np.isfinite(leaf)) and np.all(np.isfinite(base_flat[path])):
-      raise ValueError(f'applying the package makes leaf {path!r} non-finite')
+  applied = _decode(header, body, base_flat, '<export>')   # refuses leaves made non-finite
   header['result_fingerprint'] = _fingerprint_flat(applied)
   header_bytes = json.dumps(header, sort_keys=True, separators=(',', ':')).encode('utf-8')
   return _container(FORMAT_VERSION, header_bytes, body), unflatten_like(base_params, applied)
@@ -679,23 +734,32 @@ def _stored(entry) -> int:
 
 
 def export(path, method, payload: Mapping, base_params, result_params=None, value_dtype='fp16',
-           compression='zlib', meta=None) -> dict:
-  """Writes the package atomically; returns {'path', 'bytes', 'params' (exactly what `apply`
-  will produce: train the next update from these), 'base_fingerprint', 'result_fingerprint',
+           compression='zlib', meta=None, *, key, update: int) -> dict:
+  """Writes the package, signed with the maker's private `key` (diffs.signing), atomically;
+  returns {'path', 'bytes', 'params' (exactly what `apply` will produce: train the next update
+  from these), 'base_fingerprint', 'result_fingerprint', 'update', 'signer' (raw public key),
   'stored_values', 'max_abs_error' (vs `result_params`, the unquantized target, if given)}.
+
+  update: the number of the update this package produces (>= 1, higher than the base's): a
+  device refuses a package whose number is not higher than its own.
 
   payload: {'/'-joined leaf path: fields}; leaves not named are unchanged. Fields by kind
   (`kind` defaults to `method`): sparse {'indices' flat int, 'values'}; hashed {'seed' uint32,
   'buckets' [K]}; lowrank {'a' [m, r], 'b' [r, n]}; full {'values' leaf-shaped}.
   diffs.delta.to_payload builds them from a delta.
   """
-  data, applied = encode(method, payload, base_params, value_dtype, compression, meta)
-  _atomic_write(path, data)
-  header, _ = _open_container(data, str(path))
+  if type(update) is not int or not 1 <= update <= MAX_UPDATE:
+    raise ValueError(f'update number {update!r} is not an integer in [1, {MAX_UPDATE}]')
+  container, applied = encode(method, payload, base_params, value_dtype, compression, meta,
+                              update)
+  data = sign(container, key)
+  signer = signing.public_bytes(key)
+  header, _ = open_package(data, [signer], str(path))   # what a device trusting the key reads
+  files.atomic_write(path, data)
   info = {'path': str(path), 'bytes': len(data), 'params': applied,
           'base_fingerprint': header['base_fingerprint'],
-          'result_fingerprint': header['result_fingerprint'],
-          'stored_values': header['stored_values']}
+          'result_fingerprint': header['result_fingerprint'], 'update': header['update'],
+          'signer': signer, 'stored_values': header['stored_values']}
   if result_params is not None:
     target, got = flatten(result_params), flatten(applied)
     info['max_abs_error'] = max(
@@ -704,61 +768,44 @@ def export(path, method, payload: Mapping, base_params, result_params=None, valu
   return info
 
 
-def _atomic_write(path, data: bytes) -> None:
-  """Temp file in the same directory, fsync, os.replace: readers see the old file or the new."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.',
-                             suffix='.tmp')
-  try:
-    # mkstemp makes the file 0600; keep the mode of the file being replaced, else rw-r--r--.
-    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-    with os.fdopen(fd, 'wb') as f:
-      os.fchmod(f.fileno(), mode)
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  try:   # make the rename itself durable; not every filesystem lets a directory be fsynced
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-      os.fsync(dir_fd)
-    finally:
-      os.close(dir_fd)
-  except OSError:
-    pass
-
-
 # ----------------------------------------------------------------------------- params files
 
-def save_params(path, params) -> None:
-  """Params as .npz with '/'-joined path keys, written atomically."""
+def params_bytes(params, update: int | None = None) -> bytes:
+  """The .npz bytes `save_params` writes."""
+  arrays = {p: _as_array(v, p) for p, v in flatten(params).items()}
+  if update is not None:
+    arrays[UPDATE_ENTRY] = np.asarray(_int(update, 'update', 0, MAX_UPDATE), np.int64)
   buffer = io.BytesIO()
-  np.savez(buffer, **{p: _as_array(v, p) for p, v in flatten(params).items()})
-  _atomic_write(path, buffer.getvalue())
+  np.savez(buffer, **arrays)
+  return buffer.getvalue()
 
 
-def load_params(path) -> dict:
-  """Nested-dict params from a `save_params` .npz file."""
+def save_params(path, params, update: int | None = None, check=None) -> None:
+  """Params as .npz with '/'-joined path keys, written atomically; `update`, if given, is the
+  device's update number, stored in the same file so the two change together. `check(temp)`
+  runs on the written temp file before it replaces `path` (diffs.files.atomic_write)."""
+  files.atomic_write(path, params_bytes(params, update), check=check)
+
+
+def load_state(path) -> tuple[dict, int]:
+  """(nested-dict params, update number) from a `save_params` .npz file; a file saved without a
+  number is at update 0 (the model as installed)."""
   try:
     with np.load(path, allow_pickle=False) as npz:
-      return unflatten({key: npz[key] for key in npz.files})
+      arrays = {key: npz[key] for key in npz.files}
+    update = arrays.pop(UPDATE_ENTRY, np.int64(0))
+    if update.shape != () or update.dtype != np.int64 or not 0 <= int(update) <= MAX_UPDATE:
+      raise ValueError(f'bad update number {update!r}')
+    return unflatten(arrays), int(update)
   except OSError as e:
     raise PackageError(f'{path}: cannot read params: {e.strerror or e}') from None
   except Exception as e:   # zipfile.BadZipFile and friends: one clear line naming the file
     raise PackageError(f'{path}: not a params .npz file ({_one_line(e)})') from None
 
 
-def apply_file(package_path, params_path, out_path) -> str:
-  """Applies a package to params stored as .npz and writes the result atomically to out_path
-  (which may be params_path: a crash leaves the old model intact). Returns the result fingerprint.
-  """
-  new = apply(package_path, load_params(params_path))
-  save_params(out_path, new)
-  return fingerprint(new)
+def load_params(path) -> dict:
+  """Nested-dict params from a `save_params` .npz file."""
+  return load_state(path)[0]
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -771,17 +818,26 @@ def full_model_bytes(params, value_dtype='fp16', compression='zlib') -> int:
   zeros = unflatten({p: np.zeros_like(v) for p, v in floats.items()})
   data, _ = encode('full', {p: {'values': v} for p, v in floats.items()}, zeros, value_dtype,
                    compression)
-  return len(data) + sum(v.nbytes for p, v in flat.items() if p not in floats)
+  return len(data) + signing.TRAILER_BYTES + sum(v.nbytes for p, v in flat.items() if p not in floats)
 
 
-def inspect(path) -> dict:
-  """Header fields, sizes and per-leaf summary of a package (checks it is intact, needs no base)."""
+def signer(path) -> tuple[bytes, bool]:
+  """(the signer's raw public key, whether the signature by that key is valid); trusts nothing."""
   try:
-    with open(path, 'rb') as f:
-      data = f.read()
-  except OSError as e:
-    raise PackageError(f'{path}: cannot read package: {e.strerror or e}') from None
-  header, body = _open_container(data, str(path))
+    return signing.signer(read_package(path), 'package', str(path))
+  except signing.SignatureError as e:
+    raise PackageError(str(e)) from None
+
+
+def inspect(path, trusted=None) -> dict:
+  """Header fields, sizes and per-leaf summary of a package (checks it is intact, needs no base).
+  Without `trusted` the package need only be validly signed by the key it names."""
+  data = read_package(path)
+  try:
+    public, _ = signing.signer(data, 'package', str(path))
+  except signing.SignatureError as e:
+    raise PackageError(str(e)) from None
+  header, body = open_package(data, trusted if trusted is not None else [public], str(path))
   leaves = []
   for entry in header['leaves']:
     summary = {k: entry[k] for k in ('path', 'kind', 'dtype', 'shape')}
@@ -794,19 +850,22 @@ def inspect(path) -> dict:
         summary[key] = entry[key]
     leaves.append(summary)
   return {'file': str(path), 'bytes': len(data), 'format_version': FORMAT_VERSION,
-          'method': header['method'], 'value_dtype': header['value_dtype'],
+          'update': header['update'], 'signer': public.hex(), 'method': header['method'], 'value_dtype': header['value_dtype'],
           'compression': header['compression'], 'base_fingerprint': header['base_fingerprint'],
           'result_fingerprint': header['result_fingerprint'],
           'stored_values': header['stored_values'], 'raw_body_bytes': header['raw_body_bytes'],
-          'body_bytes': len(body), 'header_bytes': len(data) - len(body) - _DIGEST_BYTES
-                                                  - _PREFIX.size - _BODY_LEN.size,
+          'body_bytes': len(body), 'signature_bytes': signing.TRAILER_BYTES,
+          'header_bytes': len(data) - len(body) - _DIGEST_BYTES - signing.TRAILER_BYTES
+                          - _PREFIX.size - _BODY_LEN.size,
           'meta': header['meta'], 'leaves': leaves}
 
 
 def format_inspect(info: dict) -> str:
   """Human-readable `inspect` output."""
   lines = [f'{info["file"]}: {info["bytes"]} bytes, format v{info["format_version"]}, '
-           f'method {info["method"]}, values {info["value_dtype"]}, {info["compression"]}',
+           f'update {info["update"]}, method {info["method"]}, values {info["value_dtype"]}, '
+           f'{info["compression"]}',
+           f'  signer {info["signer"]}',
            f'  base   {info["base_fingerprint"]}', f'  result {info["result_fingerprint"]}',
            f'  stored values {info["stored_values"]}, body {info["raw_body_bytes"]} -> '
            f'{info["body_bytes"]} bytes, header {info["header_bytes"]} bytes']

@@ -2,6 +2,8 @@
 
 Everything is checked before any work starts, and each error names the key.
 """
+import os
+
 from asr import lstm
 from asr import train as train_lib
 from experiments.configs import common
@@ -114,6 +116,9 @@ def _check_diffs(d):
   _require(d.sparse_mask in ('magnitude', 'fisher'), 'diffs.sparse_mask',
            f'{d.sparse_mask!r}: one of magnitude, fisher')
   _require(d.fisher_batches >= 1, 'diffs.fisher_batches', f'{d.fisher_batches} must be >= 1')
+  key = d.get('signing_key', '')
+  _require(isinstance(key, str) and (not key or os.path.isfile(key)), 'diffs.signing_key',
+           f'{key!r}: no such private key file (empty: a chain-local maker key in the workdir)')
   _require(d.replay_fraction >= 0 and d.lr > 0, 'diffs.replay_fraction',
            'replay_fraction >= 0 and lr > 0')
   _require(d.prune_every >= 0 and d.prune_rounds >= 0, 'diffs.prune_every',

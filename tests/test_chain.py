@@ -10,6 +10,7 @@ from asr import train as train_lib
 from diffs import chain
 from diffs import fisher
 from diffs import package
+from diffs import signing
 from experiments import diffs_experiment
 from experiments import models
 from tests import helpers
@@ -48,8 +49,10 @@ def test_two_updates_ship_packages_the_device_can_apply(base, tmp_path, method, 
     info = chain.run_update(ucfg, workdir, model, method, device, budget, data,
                             os.path.join(base_dir, 'feature_stats.json'), k,
                             log=lambda *_: None)
-    # the device's params are exactly what applying the package file to the old params gives
-    again = package.apply(info['package'], device)
+    # the device's params are exactly what applying the package file to the old params gives;
+    # the package is signed by the chain-local maker key, beside the updates' directories
+    trusted = [signing.load_public_key(tmp_path / 'maker.key.pub')]
+    again = package.apply(info['package'], device, trusted=trusted)
     for a, b in zip(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(info['params'])):
       np.testing.assert_array_equal(a, b)
     changed = sum(int((np.asarray(a) != np.asarray(b)).sum()) for a, b in zip(
@@ -61,7 +64,7 @@ def test_two_updates_ship_packages_the_device_can_apply(base, tmp_path, method, 
     device = info['params']
   # the chain applied out of order (update 2 straight onto the base) is refused
   with pytest.raises(package.PackageError, match='is for base'):
-    package.apply(info['package'], base_params)
+    package.apply(info['package'], base_params, trusted=trusted)
   # a finished update is read back, not retrained
   again = chain.run_update(ucfg, workdir, model, method, None, budget, None, '', 2)
   assert again['bytes'] == info['bytes']

@@ -91,6 +91,7 @@ def test_load_config_refuses_unknown_override():
     ('diffs.prune_every', 200, 'diffs.prune_rounds'),          # 2 rounds of 200 > 400 steps
     ('diffs.eval_split', 'dev', 'diffs.eval_split'),
     ('diffs.sparse_mask', 'random', 'diffs.sparse_mask'),
+    ('diffs.signing_key', '/nonexistent/maker.key', 'diffs.signing_key: .*no such private key'),
     ('model.encoder.branches', 'slow:dense,fast:sparse:1.5', 'branches'),
     ('model.encoder.routing.loss_variant', 'latency', 'loss_variant'),
     ('model.encoder.routing.force_branch', 'medium', 'force_branch'),

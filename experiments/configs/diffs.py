@@ -54,6 +54,10 @@ def get_config(size: str = 'small'):
   # over the update's first `fisher_batches` batches (diffs/fisher.py).
   c.diffs.sparse_mask = 'magnitude'
   c.diffs.fisher_batches = 8
+  # The maker's Ed25519 private key (PEM; `python -m diffs.cli keygen`) that signs the packages.
+  # Empty: each chain signs with a chain-local maker key, `chains/<chain>/maker.key` in the
+  # workdir, made on first use; it proves only that the packages came from this run.
+  c.diffs.signing_key = ''
   if size == 'full':                   # GPU-sized (make reproduce)
     c.model.encoder.layers = 4
     c.model.encoder.units = 320
