@@ -36,8 +36,7 @@ class Evaluator:
 
   def _position_impl(self, variables, stats, batch):
     """Mean emission position of the reference labels under the model (asr.rnnt.alignment)."""
-    feats, pads = features.featurize(batch['audio'], batch['audio_paddings'], self.cfg.frontend,
-                                     stats)
+    feats, pads = features.featurize_batch(batch, self.cfg.frontend, stats)
     out = self.model.apply(variables, feats, pads, batch['labels'], batch['label_paddings'])
     blank, label = rnnt.gather_logprobs(out['logits'], batch['labels'])
     occupancy = alignment.label_occupancy(blank, label, out['enc_paddings'],
@@ -47,8 +46,8 @@ class Evaluator:
     weights = batch['weights'] * (batch['label_paddings'] < 0.5).any(1)
     return (position * weights).sum() / jnp.maximum(weights.sum(), 1.0)
 
-  def _encode_impl(self, variables, stats, audio, audio_paddings):
-    feats, pads = features.featurize(audio, audio_paddings, self.cfg.frontend, stats)
+  def _encode_impl(self, variables, stats, inputs):
+    feats, pads = features.featurize_batch(inputs, self.cfg.frontend, stats)
     return self.model.apply(variables, feats, pads, method='encode')
 
   def _greedy_impl(self, variables, enc, enc_pads):
@@ -61,7 +60,8 @@ class Evaluator:
   def transcribe_batch(self, variables, stats, batch):
     """Texts of a padded batch (all rows), the encoder's aux outputs (e.g. routing, backlog)
     and the encoder paddings [B, T]."""
-    enc, enc_pads, aux = self._encode(variables, stats, batch['audio'], batch['audio_paddings'])
+    inputs = {k: v for k, v in batch.items() if k.startswith(('audio', 'log_mel'))}
+    enc, enc_pads, aux = self._encode(variables, stats, inputs)
     beam = self.cfg.eval.beam_width
     if beam > 1:
       pred_step = functools.partial(self._pred_step, variables)

@@ -30,6 +30,7 @@ from asr import features
 from asr import frontend
 from asr import metric_writer
 from asr import rnnt
+from asr.data import batching
 
 Pytree = Any
 
@@ -105,8 +106,8 @@ def step_key(seed: int, step) -> jax.Array:
 def compute_loss(model, variables, batch, stats, cfg, rng, step, train: bool):
   """Per-batch loss and metrics (mean over real rows; padding rows have weight 0)."""
   k_aug, k_model = jax.random.split(rng)
-  feats, feat_pads = features.featurize(batch['audio'], batch['audio_paddings'], cfg.frontend,
-                                        stats, rng=k_aug if train else None)
+  feats, feat_pads = features.featurize_batch(batch, cfg.frontend, stats,
+                                              rng=k_aug if train else None)
   out = model.apply(variables, feats, feat_pads, batch['labels'], batch['label_paddings'],
                     train=train, step=step, rngs={'gumbel': k_model})
   weights = batch['weights']
@@ -136,7 +137,7 @@ def make_train_step(model, cfg, optimizer, parametrization: Parametrization):
   traces = []
 
   def train_step(state, fixed, batch, stats):
-    traces.append(jax.tree_util.tree_map(jnp.shape, batch['audio']))   # runs at trace time only
+    traces.append(jax.tree_util.tree_map(jnp.shape, batch))   # runs at trace time only
     step = state['step']
 
     def loss_fn(trainable):
@@ -160,6 +161,19 @@ def make_train_step(model, cfg, optimizer, parametrization: Parametrization):
   jitted = jax.jit(train_step, donate_argnums=0)
   jitted.traces = traces
   return jitted
+
+
+def batch_sizes(cfg, dataset, devices: int | None = None) -> tuple[int, ...]:
+  """Rows per training batch of each of `dataset`'s buckets: `train.batch_size`, or with
+  `data.batch_seconds` set about that much audio per batch, in multiples of the devices."""
+  devices = devices or jax.device_count()
+  sizes = batching.bucket_batch_sizes(dataset.buckets, cfg.train.batch_size,
+                                      cfg.data.batch_seconds, devices)
+  bad = [n for n in sizes if n % devices]
+  if bad:
+    raise ValueError(f'train.batch_size={cfg.train.batch_size} is not divisible by the '
+                     f'{devices} devices of the mesh')
+  return sizes
 
 
 def make_mesh() -> Mesh:
@@ -186,12 +200,14 @@ def feature_stats(dataset, cfg, workdir: str | None, max_utterances: int = 200):
   if path and os.path.exists(path):
     mean, std = frontend.load_stats(path)
     return {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
-  log_mel = jax.jit(lambda a, p: frontend.log_mel(
-      a, p, num_mels=cfg.num_mels, window_ms=cfg.window_ms, hop_ms=cfg.hop_ms))
+  log_mel = jax.jit(functools.partial(features.log_mel, cfg=cfg))
 
   def feats():
     for batch, _ in dataset.eval_batches(8, limit=max_utterances):
-      yield tuple(np.asarray(x) for x in log_mel(batch['audio'], batch['audio_paddings']))
+      if 'log_mel' in batch:
+        yield batch['log_mel'], batch['log_mel_paddings']
+      else:
+        yield tuple(np.asarray(x) for x in log_mel(batch['audio'], batch['audio_paddings']))
   mean, std = frontend.compute_stats(feats())
   if path:
     frontend.save_stats(path, mean, std)
@@ -203,7 +219,7 @@ def init_variables(model, cfg, dataset, seed: int):
   stats = {'mean': np.zeros(cfg.frontend.num_mels, np.float32),
            'std': np.ones(cfg.frontend.num_mels, np.float32)}
   batch = dataset.batch([], 0, 1)
-  feats, pads = features.featurize(batch['audio'], batch['audio_paddings'], cfg.frontend, stats)
+  feats, pads = features.featurize_batch(batch, cfg.frontend, stats)
   return model.init({'params': jax.random.key(seed), 'gumbel': jax.random.key(seed)},
                     feats, pads, batch['labels'], batch['label_paddings'])
 
@@ -238,10 +254,11 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   os.makedirs(workdir, exist_ok=True)
   parametrization = parametrization or plain_parametrization()
   mesh = make_mesh()
-  if tcfg.batch_size % mesh.size:
-    raise ValueError(f'train.batch_size={tcfg.batch_size} is not divisible by the '
-                     f'{mesh.size} devices of the mesh')
+  sizes = batch_sizes(cfg, train_data, mesh.size)
   stats = feature_stats(train_data, cfg.frontend, workdir, cfg.data.stats_utterances)
+  if cfg.data.cache_features:
+    log_mel = jax.jit(functools.partial(features.log_mel, cfg=cfg.frontend))
+    train_data.cache_log_mel(log_mel)
   variables = init_vars if init_vars is not None else init_variables(model, cfg, train_data,
                                                                       cfg.seed)
   trainable, fixed = parametrization.init(variables)
@@ -249,7 +266,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   state = {'step': jnp.zeros((), jnp.int32), 'trainable': trainable,
            'opt_state': optimizer.init(trainable), 'skipped': jnp.zeros((), jnp.int32)}
 
-  per_epoch = train_data.batches_per_epoch(tcfg.batch_size)
+  per_epoch = train_data.batches_per_epoch(sizes)
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), tcfg.checkpoint_every,
                                tcfg.keep_checkpoints)
   if ckpt.latest_step() is not None:
@@ -277,7 +294,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
             step // per_round, jax.device_get(state['trainable']), jax.device_get(fixed))
         state = dict(state, trainable=replicate(trainable_host, mesh))
         fixed = replicate(fixed_host, mesh)
-      batch = shard_batch(train_data.train_batch(step, tcfg.batch_size, cfg.seed), mesh)
+      batch = shard_batch(train_data.train_batch(step, sizes, cfg.seed), mesh)
       state, metrics = train_step(state, fixed, batch, stats_dev)
       if tcfg.nan_policy == 'stop' and not bool(metrics['finite']):
         raise NonFiniteError(

@@ -29,6 +29,7 @@ def check(cfg):
   _require(len(secs) > 0 and all(s > 0 for s in secs) and secs == sorted(secs),
            'data.bucket_seconds', f'{secs} must be positive and increasing')
   _require(data.chars_per_second > 0, 'data.chars_per_second', 'must be > 0')
+  _require(data.batch_seconds >= 0, 'data.batch_seconds', 'must be >= 0 (0 = train.batch_size)')
   _require(frontend.num_mels > 0 and frontend.window_ms > 0 and frontend.hop_ms > 0, 'frontend',
            'num_mels, window_ms and hop_ms must be > 0')
   _require(frontend.stack >= 1 and frontend.stride >= 1, 'frontend.stack',

@@ -55,9 +55,9 @@ def test_resume_continues_from_checkpoint_and_matches(tmp_path):
 def test_nonfinite_step_is_skipped_or_stops(tmp_path, monkeypatch, policy):
   cfg = helpers.tiny_config(**{'train.steps': 3, 'train.nan_policy': policy})
   data = helpers.tiny_dataset(cfg)
-  real = train_lib.features.featurize
+  real = train_lib.features.featurize_batch
   poisoned = lambda *a, **k: (lambda f, p: (f * float('nan'), p))(*real(*a, **k))
-  monkeypatch.setattr(train_lib.features, 'featurize', poisoned)
+  monkeypatch.setattr(train_lib.features, 'featurize_batch', poisoned)
   if policy == 'stop':
     with pytest.raises(train_lib.NonFiniteError, match='step 0; last good checkpoint: step None'):
       _run(cfg, tmp_path, data)

@@ -1,10 +1,16 @@
 """Examples -> padded batches in a small fixed set of length buckets.
 
 jit compiles once per distinct input shape, so every batch is padded to one of a few bucket
-shapes (audio samples x label length) and the batch size is fixed: a training run compiles as
-many times as it has buckets. The batch order is a pure function of (seed, epoch), and an epoch
+shapes (audio samples x label length): a training run compiles as many times as it has buckets.
+The batch size is either fixed or set per bucket (`bucket_batch_sizes`: about the same seconds
+of audio in every batch, so short utterances come in larger batches). The label length of a
+bucket is the longest label among its examples, not the bucket's capacity, so the RNN-T joint is
+not computed over padding. The batch order is a pure function of (seed, epoch), and an epoch
 always has the same number of batches, so the pipeline's position is just the global step:
 a resumed run reads exactly the batches an uninterrupted run would.
+
+A training set can hold its log-mel features computed once (`cache_log_mel`): batches then
+carry `log_mel` [B, frames, mels] and `log_mel_paddings` instead of the audio.
 
 Examples are dicts with `audio` (int16 or float, 16 kHz mono), `transcript` (normalised text),
 `id`; any random-access source (`len`, `[i]`) of them works. Examples that fit no bucket are
@@ -30,6 +36,16 @@ class Buckets:
 
   def max_labels(self, b: int) -> int:
     return int(math.ceil(self.seconds[b] * self.chars_per_second))
+
+
+def bucket_batch_sizes(buckets: Buckets, batch_size: int, batch_seconds: float = 0.0,
+                       multiple: int = 1) -> tuple[int, ...]:
+  """Rows per batch of each bucket: `batch_size` everywhere, or with `batch_seconds` > 0 as many
+  as fill that much audio at the bucket's length, in multiples of `multiple` (the devices)."""
+  if batch_seconds <= 0:
+    return (batch_size,) * len(buckets.seconds)
+  return tuple(max(multiple, int(batch_seconds / s) // multiple * multiple)
+               for s in buckets.seconds)
 
 
 @dataclasses.dataclass
@@ -69,6 +85,12 @@ class Dataset:
     for i in range(len(source)):
       self._add(source[i])
     self.bucket = np.asarray(self.bucket, np.int32)
+    longest = np.zeros(len(buckets.seconds), np.int64)
+    for b, labels in zip(self.bucket, self.labels):
+      longest[b] = max(longest[b], labels.size)
+    # Rounded up to a multiple of 8: the same shape for splits of similar text.
+    self.label_caps = [int(-(-max(n, 1) // 8) * 8) for n in longest]
+    self.log_mel, self._log_mel_frames = None, {}
 
   def _add(self, ex):
     example_id = _as_str(ex.get('id', '?'))
@@ -111,38 +133,80 @@ class Dataset:
 
     Missing rows are all-padding (weight 0): the loss ignores them and shapes stay fixed.
     """
-    n, u = self.buckets.samples(bucket), self.buckets.max_labels(bucket)
+    u = self.label_caps[bucket]
     batch = {
-        'audio': np.zeros((batch_size, n), np.int16),
-        'audio_paddings': np.ones((batch_size, n), np.float32),
         'labels': np.zeros((batch_size, u), np.int32),
         'label_paddings': np.ones((batch_size, u), np.float32),
         'weights': np.zeros((batch_size,), np.float32),
     }
+    if self.log_mel is not None and bucket in self._log_mel_frames:
+      frames, mels = self._log_mel_frames[bucket], self.log_mel[0].shape[1]
+      batch['log_mel'] = np.zeros((batch_size, frames, mels), np.float32)
+      batch['log_mel_paddings'] = np.ones((batch_size, frames), np.float32)
+    else:
+      n = self.buckets.samples(bucket)
+      batch['audio'] = np.zeros((batch_size, n), np.int16)
+      batch['audio_paddings'] = np.ones((batch_size, n), np.float32)
     for row, i in enumerate(indices):
-      a, l = self.audio[i], self.labels[i]
-      batch['audio'][row, :a.size] = a
-      batch['audio_paddings'][row, :a.size] = 0.0
+      l = self.labels[i]
+      if 'log_mel' in batch:
+        f = self.log_mel[i]
+        batch['log_mel'][row, :len(f)] = f
+        batch['log_mel_paddings'][row, :len(f)] = 0.0
+      else:
+        a = self.audio[i]
+        batch['audio'][row, :a.size] = a
+        batch['audio_paddings'][row, :a.size] = 0.0
       batch['labels'][row, :l.size] = l
       batch['label_paddings'][row, :l.size] = 0.0
       batch['weights'][row] = 1.0
     return batch
 
-  def epoch_plan(self, batch_size: int, seed: int, epoch: int) -> list[tuple[int, np.ndarray]]:
-    """The (bucket, example indices) of every batch of one epoch, in training order."""
+  def cache_log_mel(self, log_mel_fn, batch_size: int = 32):
+    """Computes every example's log-mel once: `log_mel_fn(audio, paddings) -> (feats,
+    paddings)` on bucket-shaped batches (jit it: one compilation per bucket). An example's
+    valid frames do not depend on how much padding follows it, so a batch built from the
+    cache holds the values its audio would give."""
+    if self.log_mel is not None:
+      return
+    cache = [None] * len(self)
+    for b in range(len(self.buckets.seconds)):
+      members = np.flatnonzero(self.bucket == b)
+      for start in range(0, len(members), batch_size):
+        chunk = members[start:start + batch_size]
+        batch = self.batch(chunk, b, batch_size)
+        feats, pads = (np.asarray(x) for x in log_mel_fn(batch['audio'],
+                                                          batch['audio_paddings']))
+        self._log_mel_frames[b] = feats.shape[1]
+        for row, i in enumerate(chunk):
+          cache[i] = feats[row, :int((pads[row] < 0.5).sum())].copy()
+    self.log_mel = cache
+
+  def _sizes(self, batch_size) -> tuple[int, ...]:
+    if isinstance(batch_size, (int, np.integer)):
+      return (int(batch_size),) * len(self.buckets.seconds)
+    if len(batch_size) != len(self.buckets.seconds):
+      raise ValueError(f'{self.name}: {len(batch_size)} batch sizes for '
+                       f'{len(self.buckets.seconds)} buckets')
+    return tuple(int(n) for n in batch_size)
+
+  def epoch_plan(self, batch_size, seed: int, epoch: int) -> list[tuple[int, np.ndarray]]:
+    """The (bucket, example indices) of every batch of one epoch, in training order.
+    `batch_size`: rows per batch, one for all buckets or one per bucket."""
+    sizes = self._sizes(batch_size)
     rng = np.random.default_rng([seed, epoch])
     plan = []
-    for b in range(len(self.buckets.seconds)):
+    for b, size in enumerate(sizes):
       members = rng.permutation(np.flatnonzero(self.bucket == b))
-      plan += [(b, members[i:i + batch_size]) for i in range(0, len(members), batch_size)]
+      plan += [(b, members[i:i + size]) for i in range(0, len(members), size)]
     order = rng.permutation(len(plan))
     return [plan[i] for i in order]
 
-  def batches_per_epoch(self, batch_size: int) -> int:
+  def batches_per_epoch(self, batch_size) -> int:
     counts = np.bincount(self.bucket, minlength=len(self.buckets.seconds))
-    return int(sum(math.ceil(c / batch_size) for c in counts))
+    return int(sum(math.ceil(c / n) for c, n in zip(counts, self._sizes(batch_size))))
 
-  def train_batch(self, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+  def train_batch(self, step: int, batch_size, seed: int) -> dict[str, np.ndarray]:
     """The batch of global step `step`: (seed, step) fully determine it."""
     per_epoch = self.batches_per_epoch(batch_size)
     if per_epoch == 0:
@@ -151,7 +215,7 @@ class Dataset:
     if getattr(self, '_plan_epoch', None) != epoch:
       self._plan, self._plan_epoch = self.epoch_plan(batch_size, seed, epoch), epoch
     bucket, indices = self._plan[i]
-    return self.batch(indices, bucket, batch_size)
+    return self.batch(indices, bucket, self._sizes(batch_size)[bucket])
 
   def eval_batches(self, batch_size: int, limit: int | None = None):
     """Every example once (the first `limit`), grouped by bucket; yields (batch, indices)."""

@@ -17,6 +17,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.bucket_seconds = (2.0, 4.0, 6.0, 8.0)
   c.data.chars_per_second = 25.0
   c.data.stats_utterances = 200          # utterances for the global feature mean/std
+  # Audio seconds per training batch: each bucket's batch size fills about that much (short
+  # utterances in larger batches); 0 = `train.batch_size` rows in every bucket.
+  c.data.batch_seconds = 0.0
+  c.data.cache_features = True           # log-mel of the train split computed once
 
   c.frontend = ml_collections.ConfigDict()
   c.frontend.num_mels = 80
