@@ -137,7 +137,7 @@ def _lowrank_plan(base, one_d, min_ndim, exclude):
     if not is_eligible(path, leaf, min_ndim, exclude):
       plan.append(None)
     elif np.ndim(leaf) >= 2:
-      plan.append(package._matrix_shape(np.shape(leaf)))
+      plan.append(package.matrix_shape(np.shape(leaf)))
     elif one_d == 'dense':
       plan.append('dense')
       dense_cost += np.size(leaf)
