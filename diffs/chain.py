@@ -33,8 +33,6 @@ from diffs import delta as delta_lib
 from diffs import fisher
 from diffs import package
 
-METHODS = ('sparse', 'hashed', 'lowrank', 'topk', 'full')
-
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
@@ -47,24 +45,22 @@ class Budget:
 def budget_for(method: str, base, fraction: float, value_dtype: str, min_ndim: int) -> Budget:
   full_bytes = package.full_model_bytes(base, value_dtype)
   nbytes = int(fraction * full_bytes)
-  if method in ('sparse', 'topk'):
-    eligible = sum(np.size(l) for p, l in delta_lib._leaves(base)  # pylint: disable=protected-access
-                   if delta_lib.is_eligible(p, l, min_ndim))
-    first = delta_lib.entries_for_bytes(nbytes, 'sparse', value_dtype)
-    entries = delta_lib.entries_for_bytes(nbytes, 'sparse', value_dtype,
-                                          density=max(first, 1) / eligible)
-  else:
-    entries = delta_lib.entries_for_bytes(nbytes, 'hashed', value_dtype)
+  entries = delta_lib.entries_for_bytes(nbytes, method, value_dtype)
+  if delta_lib.get_method(method).indexed:   # the index cost depends on the density it buys
+    eligible = delta_lib.eligible_entries(base, min_ndim)
+    entries = delta_lib.entries_for_bytes(nbytes, method, value_dtype,
+                                          density=max(entries, 1) / eligible)
   return Budget(fraction, nbytes, max(1, entries))
 
 
 def infeasible(method: str, base, budget: Budget | None, min_ndim: int) -> str | None:
-  """Why `method` cannot train a diff within `budget` on `base` (None if it can): the
+  """Why `method` cannot train a diff within `budget` on `base` (None if it can), e.g. the
   low-rank delta needs rank 1 on every matrix plus its 1-D deltas."""
-  if method != 'lowrank':
+  check = delta_lib.get_method(method).check_budget
+  if check is None:
     return None
   try:
-    delta_lib.lowrank_rank(base, budget.entries, min_ndim=min_ndim)
+    check(base, budget.entries, min_ndim=min_ndim)
   except ValueError as e:
     return str(e)
   return None
@@ -78,14 +74,14 @@ def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, 
   `round_steps` steps (0: an epoch), reaching the budget at round `prune_rounds`; given
   `mask_scores` (a pytree like `base`), it keeps the budget's highest-scoring entries from the
   first step instead (`diffs.fisher`)."""
-  train_method = 'full' if method in ('topk', 'full') else method
+  record = delta_lib.get_method(method)
   config = {'min_ndim': min_ndim}
-  if train_method in ('hashed', 'lowrank'):
+  if record.seeded:
     config['seed'] = seed
   trainable0, diff_fixed0 = delta_lib.init(
-      train_method, base, budget.entries if train_method != 'full' else None, **config)
+      method, base, budget.entries if record.budgeted else None, **config)
   if mask_scores is not None:
-    if train_method != 'sparse':
+    if not record.masked:
       raise ValueError(f'mask scores are for the sparse diff, not {method!r}')
     diff_fixed0 = fisher.fisher_mask(mask_scores, trainable0, budget.entries)
 
@@ -95,11 +91,11 @@ def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, 
 
   def apply(trainable, fixed):
     others = {k: v for k, v in fixed.items() if k not in ('base', 'diff')}
-    return {'params': delta_lib.materialize(train_method, trainable, fixed['diff'],
-                                            fixed['base']), **others}
+    return {'params': delta_lib.materialize(method, trainable, fixed['diff'], fixed['base']),
+            **others}
 
   on_round = None
-  if train_method == 'sparse' and mask_scores is None:
+  if record.masked and mask_scores is None:
     final = delta_lib.sparse_density(trainable0, budget.entries)
     prune_rounds = min(prune_rounds, num_rounds - 1)
 
@@ -114,14 +110,8 @@ def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, 
 def export_update(path: str, method: str, trainable, fixed, base, budget: Budget | None,
                   value_dtype: str, min_ndim: int, meta: dict) -> dict:
   """Writes the update package of a trained diff; returns export's info (params = applied)."""
-  if method == 'topk':
-    values, mask = delta_lib.compress_top_k(trainable, budget.entries, min_ndim=min_ndim)
-    payload = delta_lib.to_payload('sparse', values, mask, base)
-    package_method = 'sparse'
-  else:
-    train_method = 'full' if method == 'full' else method
-    payload = delta_lib.to_payload(train_method, trainable, fixed['diff'], base)
-    package_method = train_method
+  package_method, payload = delta_lib.ship(method, trainable, fixed['diff'], base,
+                                           budget.entries if budget else None, min_ndim=min_ndim)
   return package.export(path, package_method, payload, base, value_dtype=value_dtype,
                         meta=meta)
 
@@ -178,7 +168,7 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
   shutil.copy(stats_path, os.path.join(workdir, 'feature_stats.json'))   # the base's features
   per_round = d.prune_every or train_data.batches_per_epoch(cfg.train.batch_size)
   scores = None
-  if method == 'sparse' and d.sparse_mask == 'fisher':
+  if delta_lib.get_method(method).masked and d.sparse_mask == 'fisher':
     stats = train_lib.feature_stats(train_data, cfg.frontend, workdir)   # the copy above
     scores = fisher.squared_gradients(cfg, model, device_params, train_data, stats,
                                       d.fisher_batches)
