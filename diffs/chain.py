@@ -29,6 +29,7 @@ import numpy as np
 
 from asr import sparsity
 from asr import train as train_lib
+from asr.data import batching
 from diffs import delta as delta_lib
 from diffs import fisher
 from diffs import package
@@ -116,40 +117,14 @@ def export_update(path: str, method: str, trainable, fixed, base, budget: Budget
                         meta=meta)
 
 
-class Concat:
-  """Random access over several sources, e.g. an update's data plus the replay sample."""
-
-  def __init__(self, *sources):
-    self.sources = sources
-    self.offsets = np.cumsum([0] + [len(s) for s in sources])
-
-  def __len__(self):
-    return int(self.offsets[-1])
-
-  def __getitem__(self, i):
-    s = int(np.searchsorted(self.offsets, i, side='right') - 1)
-    return self.sources[s][i - int(self.offsets[s])]
-
-
-class Subset:
-  def __init__(self, source, indices):
-    self.source, self.indices = source, [int(i) for i in indices]
-
-  def __len__(self):
-    return len(self.indices)
-
-  def __getitem__(self, i):
-    return self.source[self.indices[i]]
-
-
 def replay_sample(sources, count: int, seed: int):
   """`count` examples drawn evenly (without replacement) from the earlier domains' sources."""
   rng = np.random.default_rng(seed)
   per = [count // len(sources) + (1 if i < count % len(sources) else 0)
          for i in range(len(sources))]
-  picks = [Subset(s, rng.choice(len(s), size=min(n, len(s)), replace=False))
+  picks = [batching.Subset(s, rng.choice(len(s), size=min(n, len(s)), replace=False))
            for s, n in zip(sources, per)]
-  return Concat(*picks)
+  return batching.Concat(*picks)
 
 
 def run_update(cfg, workdir: str, model, method: str, device_params, budget: Budget | None,

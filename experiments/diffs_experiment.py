@@ -113,7 +113,7 @@ def run(cfg, root: str, log=print) -> list[dict]:
       earlier = [sources['base']] + [sources[f'update_{j}'] for j in range(1, k)]
       replay = chain.replay_sample(earlier, int(d.replay_fraction * len(sources[new])),
                                    cfg.seed + k)
-      train_data = batching.Dataset(chain.Concat(sources[new], replay), buckets, name=new)
+      train_data = batching.Dataset(batching.Concat(sources[new], replay), buckets, name=new)
       log(f'[{name}] update {k}/{d.updates}: {len(train_data)} utterances '
           f'({len(replay)} replayed)')
       info = chain.run_update(ucfg, workdir, model, method, device, budget, train_data,
