@@ -17,7 +17,14 @@ new domain's test split and on the base domain's (forgetting). Each method runs 
 
 Training goes through `asr.train.train` with a `Parametrization` whose trainable pytree is the
 delta and whose fixed pytree holds the frozen base and the diff's masks or seeds.
+
+`run_chain` runs every configured chain and returns the table's rows; the caller hands it the
+model, the loaded data and the evaluator (experiments/diffs_experiment.py builds them from the
+config and writes the table). Under its root: `base_eval.json` and
+`chains/<method>@<budget>/update_<k>/` (the diff's training run, the package `update_<k>.diff`,
+the device's params after applying it, and `eval.json`); everything finished is read back.
 """
+from collections.abc import Callable, Mapping
 import dataclasses
 import json
 import math
@@ -25,16 +32,16 @@ import os
 import shutil
 
 import jax
+import ml_collections
 import numpy as np
 
 from asr import sparsity
 from asr import train as train_lib
+from asr.data import batching
 from diffs import delta as delta_lib
 from diffs import fisher
 from diffs import package
 from diffs import signing
-
-METHODS = ('sparse', 'hashed', 'lowrank', 'topk', 'full')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,24 +55,22 @@ class Budget:
 def budget_for(method: str, base, fraction: float, value_dtype: str, min_ndim: int) -> Budget:
   full_bytes = package.full_model_bytes(base, value_dtype)
   nbytes = int(fraction * full_bytes)
-  if method in ('sparse', 'topk'):
-    eligible = sum(np.size(l) for p, l in delta_lib._leaves(base)  # pylint: disable=protected-access
-                   if delta_lib.is_eligible(p, l, min_ndim))
-    first = delta_lib.entries_for_bytes(nbytes, 'sparse', value_dtype)
-    entries = delta_lib.entries_for_bytes(nbytes, 'sparse', value_dtype,
-                                          density=max(first, 1) / eligible)
-  else:
-    entries = delta_lib.entries_for_bytes(nbytes, 'hashed', value_dtype)
+  entries = delta_lib.entries_for_bytes(nbytes, method, value_dtype)
+  if delta_lib.get_method(method).indexed:   # the index cost depends on the density it buys
+    eligible = delta_lib.eligible_entries(base, min_ndim)
+    entries = delta_lib.entries_for_bytes(nbytes, method, value_dtype,
+                                          density=max(entries, 1) / eligible)
   return Budget(fraction, nbytes, max(1, entries))
 
 
 def infeasible(method: str, base, budget: Budget | None, min_ndim: int) -> str | None:
-  """Why `method` cannot train a diff within `budget` on `base` (None if it can): the
+  """Why `method` cannot train a diff within `budget` on `base` (None if it can), e.g. the
   low-rank delta needs rank 1 on every matrix plus its 1-D deltas."""
-  if method != 'lowrank':
+  check = delta_lib.get_method(method).check_budget
+  if check is None:
     return None
   try:
-    delta_lib.lowrank_rank(base, budget.entries, min_ndim=min_ndim)
+    check(base, budget.entries, min_ndim=min_ndim)
   except ValueError as e:
     return str(e)
   return None
@@ -79,14 +84,14 @@ def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, 
   `round_steps` steps (0: an epoch), reaching the budget at round `prune_rounds`; given
   `mask_scores` (a pytree like `base`), it keeps the budget's highest-scoring entries from the
   first step instead (`diffs.fisher`)."""
-  train_method = 'full' if method in ('topk', 'full') else method
+  record = delta_lib.get_method(method)
   config = {'min_ndim': min_ndim}
-  if train_method in ('hashed', 'lowrank'):
+  if record.seeded:
     config['seed'] = seed
   trainable0, diff_fixed0 = delta_lib.init(
-      train_method, base, budget.entries if train_method != 'full' else None, **config)
+      method, base, budget.entries if record.budgeted else None, **config)
   if mask_scores is not None:
-    if train_method != 'sparse':
+    if not record.masked:
       raise ValueError(f'mask scores are for the sparse diff, not {method!r}')
     diff_fixed0 = fisher.fisher_mask(mask_scores, trainable0, budget.entries)
 
@@ -96,11 +101,11 @@ def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, 
 
   def apply(trainable, fixed):
     others = {k: v for k, v in fixed.items() if k not in ('base', 'diff')}
-    return {'params': delta_lib.materialize(train_method, trainable, fixed['diff'],
-                                            fixed['base']), **others}
+    return {'params': delta_lib.materialize(method, trainable, fixed['diff'], fixed['base']),
+            **others}
 
   on_round = None
-  if train_method == 'sparse' and mask_scores is None:
+  if record.masked and mask_scores is None:
     final = delta_lib.sparse_density(trainable0, budget.entries)
     prune_rounds = min(prune_rounds, num_rounds - 1)
 
@@ -115,42 +120,10 @@ def parametrization(method: str, base, budget: Budget | None, *, min_ndim: int, 
 def export_update(path: str, method: str, trainable, fixed, base, budget: Budget | None,
                   value_dtype: str, min_ndim: int, meta: dict, key) -> dict:
   """Writes the update package of a trained diff; returns export's info (params = applied)."""
-  if method == 'topk':
-    values, mask = delta_lib.compress_top_k(trainable, budget.entries, min_ndim=min_ndim)
-    payload = delta_lib.to_payload('sparse', values, mask, base)
-    package_method = 'sparse'
-  else:
-    train_method = 'full' if method == 'full' else method
-    payload = delta_lib.to_payload(train_method, trainable, fixed['diff'], base)
-    package_method = train_method
+  package_method, payload = delta_lib.ship(method, trainable, fixed['diff'], base,
+                                           budget.entries if budget else None, min_ndim=min_ndim)
   return package.export(path, package_method, payload, base, value_dtype=value_dtype,
                         meta=meta, key=key, update=meta['update'])
-
-
-class Concat:
-  """Random access over several sources, e.g. an update's data plus the replay sample."""
-
-  def __init__(self, *sources):
-    self.sources = sources
-    self.offsets = np.cumsum([0] + [len(s) for s in sources])
-
-  def __len__(self):
-    return int(self.offsets[-1])
-
-  def __getitem__(self, i):
-    s = int(np.searchsorted(self.offsets, i, side='right') - 1)
-    return self.sources[s][i - int(self.offsets[s])]
-
-
-class Subset:
-  def __init__(self, source, indices):
-    self.source, self.indices = source, [int(i) for i in indices]
-
-  def __len__(self):
-    return len(self.indices)
-
-  def __getitem__(self, i):
-    return self.source[self.indices[i]]
 
 
 def replay_sample(sources, count: int, seed: int):
@@ -158,16 +131,16 @@ def replay_sample(sources, count: int, seed: int):
   rng = np.random.default_rng(seed)
   per = [count // len(sources) + (1 if i < count % len(sources) else 0)
          for i in range(len(sources))]
-  picks = [Subset(s, rng.choice(len(s), size=min(n, len(s)), replace=False))
+  picks = [batching.Subset(s, rng.choice(len(s), size=min(n, len(s)), replace=False))
            for s, n in zip(sources, per)]
-  return Concat(*picks)
+  return batching.Concat(*picks)
 
 
 def run_update(cfg, workdir: str, model, method: str, device_params, budget: Budget | None,
                train_data, stats_path: str, update: int, log=print) -> dict:
   """Trains, exports and applies one update; returns info with 'params' = the device's new
   params and 'bytes'. Resumes: a finished update is read back from its files."""
-  d = cfg.diffs
+  dcfg = cfg.diffs
   done = os.path.join(workdir, 'update.json')
   device_path = os.path.join(workdir, 'device.npz')
   if os.path.exists(done) and os.path.exists(device_path):
@@ -177,16 +150,17 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
     return info
   os.makedirs(workdir, exist_ok=True)
   shutil.copy(stats_path, os.path.join(workdir, 'feature_stats.json'))   # the base's features
-  per_round = d.prune_every or train_data.batches_per_epoch(cfg.train.batch_size)
+  per_round = dcfg.prune_every or train_data.batches_per_epoch(
+      train_lib.batch_sizes(cfg, train_data))
   scores = None
-  if method == 'sparse' and d.sparse_mask == 'fisher':
+  if delta_lib.get_method(method).masked and dcfg.sparse_mask == 'fisher':
     stats = train_lib.feature_stats(train_data, cfg.frontend, workdir)   # the copy above
     scores = fisher.squared_gradients(cfg, model, device_params, train_data, stats,
-                                      d.fisher_batches)
-  param = parametrization(method, device_params, budget, min_ndim=d.min_ndim,
+                                      dcfg.fisher_batches)
+  param = parametrization(method, device_params, budget, min_ndim=dcfg.min_ndim,
                           seed=cfg.seed + update,
                           num_rounds=max(1, math.ceil(cfg.train.steps / per_round)),
-                          prune_rounds=d.prune_rounds, round_steps=d.prune_every,
+                          prune_rounds=dcfg.prune_rounds, round_steps=dcfg.prune_every,
                           mask_scores=scores)
   init_vars = {'params': device_params}
   train_lib.train(cfg, os.path.join(workdir, 'train'), model, train_data, parametrization=param,
@@ -197,9 +171,9 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
           'budget_fraction': budget.fraction if budget else 1.0}
   # Signed by diffs.signing_key, else by a chain-local maker key in the chain's directory.
   chain_key = os.path.join(os.path.dirname(os.path.abspath(workdir)), 'maker.key')
-  key = signing.maker_key(d.get('signing_key', ''), chain_key)
+  key = signing.maker_key(dcfg.get('signing_key', ''), chain_key)
   info = export_update(os.path.join(workdir, f'update_{update}.diff'), method, trainable, fixed,
-                       device_params, budget, d.value_dtype, d.min_ndim, meta, key)
+                       device_params, budget, dcfg.value_dtype, dcfg.min_ndim, meta, key)
   # The device's side: apply the package file to what it holds, in numpy.
   applied = package.apply(info['path'], device_params, trusted=[info['signer']])
   package.save_params(device_path, applied)
@@ -214,3 +188,134 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
 
 def to_numpy(tree):
   return jax.tree_util.tree_map(np.asarray, tree)
+
+
+# ----------------------------------------------------------------------------- the chains
+
+def update_config(cfg) -> ml_collections.ConfigDict:
+  """The training config of one update: the diff's steps, learning rate and warm-up."""
+  ucfg = ml_collections.ConfigDict(cfg.to_dict())
+  ucfg.train.steps = cfg.diffs.steps_per_update
+  ucfg.train.lr = cfg.diffs.lr
+  ucfg.train.warmup_steps = cfg.diffs.warmup_steps
+  ucfg.train.checkpoint_every = max(1, cfg.diffs.steps_per_update // 2)
+  return ucfg
+
+
+def domains(updates: int) -> list[str]:
+  """The data domains in order: the base model's, then one per update."""
+  return ['base'] + [f'update_{k}' for k in range(1, updates + 1)]
+
+
+def update_data(sources: Mapping, update: int, buckets: batching.Buckets,
+                replay_fraction: float, seed: int) -> tuple[batching.Dataset, int]:
+  """(training split, replayed examples) of update k: domain update_k plus a replay sample of
+  every earlier domain, `replay_fraction` of update_k's size."""
+  new = f'update_{update}'
+  earlier = [sources[name] for name in domains(update - 1)]
+  replay = replay_sample(earlier, int(replay_fraction * len(sources[new])), seed)
+  return batching.Dataset(batching.Concat(sources[new], replay), buckets, name=new), len(replay)
+
+
+def evaluate_cached(evaluator, params, dataset, stats, cache: str, key: str, limit: int) -> dict:
+  """{'wer', 'cer'} in %, read back from `cache` when this key was evaluated before."""
+  results = json.load(open(cache)) if os.path.exists(cache) else {}
+  if not isinstance(results.get(key), dict):
+    os.makedirs(os.path.dirname(cache) or '.', exist_ok=True)
+    out = evaluator({'params': params}, dataset, stats, limit=limit or len(dataset))
+    results[key] = {'wer': 100 * out['wer'], 'cer': 100 * out['cer']}
+    with open(cache + '.tmp', 'w') as f:
+      json.dump(results, f)
+    os.replace(cache + '.tmp', cache)
+  return results[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+  """WER and CER (%) of params on a new domain's eval split and on the base domain's
+  (forgetting), each cached in a JSON file beside what it scores."""
+  evaluator: Callable     # asr.evaluate.Evaluator: (variables, dataset, stats, limit=) -> metrics
+  tests: Mapping          # domain -> its eval split (batching.Dataset)
+  stats: dict             # the base model's feature stats
+  eval_split: str
+  limit: int              # utterances per split; 0 = all
+
+  def _key(self, domain: str) -> str:
+    # Caches written before `eval_split` existed hold the test split's under the bare domain.
+    return domain if self.eval_split == 'test' else f'{domain}_{self.eval_split}'
+
+  def __call__(self, params, new: str, cache: str) -> dict:
+    new_domain, base = [evaluate_cached(self.evaluator, params, self.tests[domain], self.stats,
+                                        cache, self._key(domain), self.limit)
+                        for domain in (new, 'base')]
+    return {'wer_new': new_domain['wer'], 'cer_new': new_domain['cer'],
+            'wer_base': base['wer'], 'cer_base': base['cer']}
+
+
+@dataclasses.dataclass(frozen=True)
+class Chain:
+  method: str
+  fraction: float | None   # of the full model's package bytes; None: the method has no budget
+  budget: Budget | None
+  name: str                # its folder under `chains/`
+
+
+def plan_chains(dcfg, base_params, log=print) -> tuple[list[Chain], list[str]]:
+  """Every configured (method, budget) chain that can train, and why each other one cannot:
+  all are checked before the first one trains."""
+  chains, skipped = [], []
+  for method in dcfg.methods.split(','):
+    budgeted = delta_lib.get_method(method).budgeted
+    for fraction in [float(b) for b in dcfg.budgets.split(',')] if budgeted else [None]:
+      budget = (None if fraction is None else
+                budget_for(method, base_params, fraction, dcfg.value_dtype, dcfg.min_ndim))
+      name = f'{method}@{fraction:g}' if fraction else method
+      why = infeasible(method, base_params, budget, dcfg.min_ndim)
+      if why:
+        skipped.append(f'{name} ({why})')
+        log(f'[{name}] skipped: {why}')
+      else:
+        chains.append(Chain(method, fraction, budget, name))
+  return chains, skipped
+
+
+def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: Mapping,
+              buckets: batching.Buckets, evaluator, log=print) -> tuple[list[dict], list[str]]:
+  """Every configured chain of `cfg.diffs.updates` updates from the base model trained in
+  `base_dir`, under `root/chains/<name>/update_<k>/`. tests / sources: each domain's eval split
+  (batching.Dataset) and raw training source, keyed by `domains`; evaluator: an
+  asr.evaluate.Evaluator of `model`. Returns (table rows: the base model's, then one per update
+  of each chain; the chains skipped, with why). Resumes like `run_update`."""
+  dcfg = cfg.diffs
+  quiet = lambda *_: None
+  base_params = to_numpy(train_lib.load_params(base_dir))
+  stats_path = os.path.join(base_dir, 'feature_stats.json')
+  scores = Scorer(evaluator, tests, train_lib.feature_stats(None, cfg.frontend, base_dir),
+                  dcfg.eval_split, dcfg.eval_utterances)
+  ucfg = update_config(cfg)
+  full_bytes = package.full_model_bytes(base_params, dcfg.value_dtype)
+  rows = [{'method': 'base model', 'budget': '-', 'update': 0, 'bytes': full_bytes,
+           'pct_full': 100.0,
+           **scores(base_params, 'update_1', os.path.join(root, 'base_eval.json'))}]
+  log(f'base model: WER base {rows[0]["wer_base"]:.2f}%, update_1 (before) '
+      f'{rows[0]["wer_new"]:.2f}%; full model package {full_bytes} bytes')
+  chains, skipped = plan_chains(dcfg, base_params, log)
+  for chain in chains:
+    device = base_params
+    for k in range(1, dcfg.updates + 1):
+      workdir = os.path.join(root, 'chains', chain.name, f'update_{k}')
+      new = f'update_{k}'
+      train_data, replayed = update_data(sources, k, buckets, dcfg.replay_fraction, cfg.seed + k)
+      log(f'[{chain.name}] update {k}/{dcfg.updates}: {len(train_data)} utterances '
+          f'({replayed} replayed)')
+      info = run_update(ucfg, workdir, model, chain.method, device, chain.budget, train_data,
+                        stats_path, k, log=quiet)
+      device = info['params']
+      row = {'method': chain.method,
+             'budget': f'{100 * chain.fraction:g}%' if chain.fraction else 'all',
+             'update': k, 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
+             **scores(device, new, os.path.join(workdir, 'eval.json'))}
+      rows.append(row)
+      log(f'[{chain.name}] update {k}: {row["bytes"]} bytes ({row["pct_full"]:.2f}% of full), '
+          f'WER {new} {row["wer_new"]:.2f}%, base {row["wer_base"]:.2f}%')
+  return rows, skipped

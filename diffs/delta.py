@@ -1,4 +1,4 @@
-"""Delta pytrees over a frozen base: sparse-masked, hashed, low-rank and full diffs.
+"""Delta pytrees over a frozen base: sparse-masked, hashed, low-rank, top-k and full diffs.
 
 A diff is split in two trees that follow the params tree leaf by leaf (the base tree is a prefix
 of both, so `jax.tree.map(f, base, trainable, fixed)` visits one leaf at a time):
@@ -17,14 +17,21 @@ Per base leaf, by method (a leaf that is not eligible gets an empty float32 arra
            [prod(shape[:-1]), shape[-1]]; 1-D leaves dense (counted in the budget) or excluded;
            one rank r for all matrices, the largest that fits the budget. fixed None.
   full     trainable delta [leaf shape]; fixed None (the fine-tune-everything baseline).
+  topk     trains the full delta, then ships its budget's largest entries as a sparse diff
+           (`compress_top_k`: the "fine-tune, then compress" baseline).
 
 Eligibility (all methods): floating leaves with ndim >= min_ndim (2 = matrices only, no biases)
 whose '/'-joined path does not match the `exclude` regex.
 
+Everything that differs between methods is one `Method` record in `METHODS`; the functions below
+(`init`, `dense`, `materialize`, `count_payload`, `to_payload`, `quantized`, `ship`) look the
+record up by name, so a new method is one record.
+
 Budgets count stored values (`count_payload`); `budget_from_fraction` and `entries_for_bytes`
 turn a fraction of the model or a byte budget into one.
 """
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+import dataclasses
 import math
 import re
 
@@ -35,8 +42,7 @@ import numpy as np
 from diffs import package
 from asr import sparsity
 
-SPARSE, HASHED, LOWRANK, FULL = 'sparse', 'hashed', 'lowrank', 'full'
-METHODS = (SPARSE, HASHED, LOWRANK, FULL)
+SPARSE, HASHED, LOWRANK, TOPK, FULL = 'sparse', 'hashed', 'lowrank', 'topk', 'full'
 _EMPTY = (0,)
 
 
@@ -66,8 +72,19 @@ def is_eligible(path: str, leaf, min_ndim: int = 0, exclude=None) -> bool:
           and np.ndim(leaf) >= min_ndim and not (exclude and re.search(exclude, path)))
 
 
+def eligible_entries(base, min_ndim: int = 0, exclude=None) -> int:
+  """Entries of the base leaves that get a delta (the most a sparse diff could keep)."""
+  return sum(np.size(leaf) for path, leaf in _leaves(base)
+             if is_eligible(path, leaf, min_ndim, exclude))
+
+
 def _empty():
   return jnp.zeros(_EMPTY, jnp.float32)
+
+
+def _stores_nothing(t) -> bool:
+  """Whether a leaf's trainable part is empty: the base leaf is not eligible and adds 0."""
+  return all(np.size(x) == 0 for x in jax.tree_util.tree_leaves(t))
 
 
 def budget_from_fraction(base, fraction: float) -> int:
@@ -79,10 +96,11 @@ def budget_from_fraction(base, fraction: float) -> int:
 def entries_for_bytes(nbytes: int, method: str, value_dtype: str = 'fp16',
                       density=None) -> int:
   """Approximate stored values that fit `nbytes` of payload (before general compression and
-  without the header): value bytes, plus for sparse the index cost at `density` (kept / eligible
-  entries; default: one varint byte per index). Measure the real size with package.export."""
+  without the header): value bytes, plus for methods that ship indices (sparse, topk) the index
+  cost at `density` (kept / eligible entries; default: one varint byte per index). Measure the
+  real size with package.export."""
   per_value = float(package.VALUE_BYTES[value_dtype])
-  if method == SPARSE:
+  if get_method(method).indexed:
     if density is None:
       per_value += 1.0
     else:
@@ -137,7 +155,7 @@ def _lowrank_plan(base, one_d, min_ndim, exclude):
     if not is_eligible(path, leaf, min_ndim, exclude):
       plan.append(None)
     elif np.ndim(leaf) >= 2:
-      plan.append(package._matrix_shape(np.shape(leaf)))
+      plan.append(package.matrix_shape(np.shape(leaf)))
     elif one_d == 'dense':
       plan.append('dense')
       dense_cost += np.size(leaf)
@@ -199,24 +217,32 @@ def init_full(base, *, min_ndim: int = 0, exclude=None):
   return _build(base, trainable), _build(base, [None] * len(trainable))
 
 
+def _init_sparse_within(base, budget=None, **config):
+  """init_sparse, checking that `budget` is reachable (the pruning reaches it later)."""
+  trainable, fixed = init_sparse(base, **config)
+  if budget is not None:
+    sparse_density(trainable, budget)
+  return trainable, fixed
+
+
+def _init_full_delta(base, budget=None, **config):
+  """init_full; a budget (topk's) applies to what ships, not to what trains."""
+  del budget
+  return init_full(base, **config)
+
+
+def _check_lowrank_budget(base, budget: int, *, min_ndim: int = 0, exclude=None):
+  lowrank_rank(base, budget, min_ndim=min_ndim, exclude=exclude)
+
+
 def init(method: str, base, budget=None, **config):
-  """Dispatches to init_<method>. budget: required for hashed/lowrank (lowrank also takes
+  """(trainable, fixed) of a fresh diff. budget: required for hashed/lowrank (lowrank also takes
   rank=...); for sparse it is only checked here (prune to it with sparsity.reprune at
-  sparse_density(trainable, budget)); full takes none."""
-  if method == SPARSE:
-    trainable, fixed = init_sparse(base, **config)
-    if budget is not None:
-      sparse_density(trainable, budget)
-    return trainable, fixed
-  if method == HASHED:
-    return init_hashed(base, budget, **config)
-  if method == LOWRANK:
-    return init_lowrank(base, budget, **config)
-  if method == FULL:
-    if budget is not None:
-      raise ValueError('the full method takes no budget')
-    return init_full(base, **config)
-  raise ValueError(f'unknown diff method {method!r} (expected one of {METHODS})')
+  sparse_density(trainable, budget)); topk trains without it; full takes none."""
+  record = get_method(method)
+  if not record.budgeted and budget is not None:
+    raise ValueError(f'the {method} method takes no budget')
+  return record.init(base, budget, **config)
 
 
 # ----------------------------------------------------------------------------- dense
@@ -241,31 +267,44 @@ def hash_buckets(n: int, seed, k: int):
   return bucket, sign
 
 
-def _dense_leaf(method, leaf, t, f):
-  shape = np.shape(leaf)
-  if isinstance(t, Mapping):                      # low-rank factors
+def _sparse_dense(leaf, t, f):
+  if np.size(f) == 0:
+    return jnp.zeros(np.shape(leaf), jnp.float32)
+  return jnp.where(f, t, jnp.zeros_like(t))
+
+
+def _hashed_dense(leaf, t, f):
+  bucket, sign = hash_buckets(int(np.size(leaf)), f, t.shape[0])
+  return (sign * t[bucket]).reshape(np.shape(leaf))
+
+
+def _lowrank_dense(leaf, t, f):
+  if isinstance(t, Mapping):                      # a matrix's factors; 1-D leaves are dense
     product = jnp.matmul(t['a'], t['b'], precision=jax.lax.Precision.HIGHEST)
-    return product.reshape(shape)
-  if t.size == 0 or (method == SPARSE and np.size(f) == 0):
-    return jnp.zeros(shape, jnp.float32)
-  if method == SPARSE:
-    return jnp.where(f, t, jnp.zeros_like(t))
-  if method == HASHED:
-    bucket, sign = hash_buckets(int(np.size(leaf)), f, t.shape[0])
-    return (sign * t[bucket]).reshape(shape)
-  if method in (LOWRANK, FULL):
-    return t
-  raise ValueError(f'unknown diff method {method!r} (expected one of {METHODS})')
+    return product.reshape(np.shape(leaf))
+  return t
+
+
+def _full_dense(leaf, t, f):
+  del leaf, f
+  return t
 
 
 def _fixed_or_none(base, fixed):
   return _build(base, [None] * len(_leaves(base))) if fixed is None else fixed
 
 
+def _dense_leaf(record, leaf, t, f):
+  if _stores_nothing(t):
+    return jnp.zeros(np.shape(leaf), jnp.float32)
+  return record.dense_leaf(leaf, t, f)
+
+
 def dense(method: str, trainable, fixed, base):
   """The dense float32 delta, one array per base leaf (base is used for shapes only)."""
+  record = get_method(method)
   fixed = _fixed_or_none(base, fixed)
-  return jax.tree.map(lambda leaf, t, f: _dense_leaf(method, leaf, t, f), base, trainable, fixed)
+  return jax.tree.map(lambda leaf, t, f: _dense_leaf(record, leaf, t, f), base, trainable, fixed)
 
 
 def materialize(method: str, trainable, fixed, base):
@@ -277,41 +316,76 @@ def materialize(method: str, trainable, fixed, base):
 
 # ----------------------------------------------------------------------------- payload
 
+def _count_kept(trainable, fixed) -> int:
+  return int(sum(np.count_nonzero(np.asarray(m)) for t, m in
+                 zip(jax.tree_util.tree_leaves(trainable), jax.tree_util.tree_leaves(fixed))
+                 if np.size(t)))
+
+
+def _count_trainable(trainable, fixed) -> int:
+  del fixed
+  return int(sum(np.size(t) for t in jax.tree_util.tree_leaves(trainable)))
+
+
 def count_payload(method: str, trainable, fixed) -> int:
-  """Stored values: kept entries (sparse), buckets (hashed), A+B+dense entries (lowrank), all
-  eligible entries (full)."""
-  if method == SPARSE:
-    return int(sum(np.count_nonzero(np.asarray(m)) for t, m in
-                   zip(jax.tree_util.tree_leaves(trainable), jax.tree_util.tree_leaves(fixed))
-                   if np.size(t)))
-  if method in METHODS:
-    return int(sum(np.size(t) for t in jax.tree_util.tree_leaves(trainable)))
-  raise ValueError(f'unknown diff method {method!r} (expected one of {METHODS})')
+  """Stored values: kept entries (sparse; topk once shipped), buckets (hashed), A+B+dense
+  entries (lowrank), all eligible entries (full)."""
+  return get_method(method).count(trainable, fixed)
+
+
+def _sparse_payload(t, f):
+  values = np.asarray(t, np.float32)
+  indices = np.flatnonzero(np.asarray(f, bool))
+  if not indices.size:
+    return None
+  return {'kind': SPARSE, 'indices': indices, 'values': values.ravel()[indices]}
+
+
+def _hashed_payload(t, f):
+  return {'kind': HASHED, 'seed': int(f), 'buckets': np.asarray(t, np.float32)}
+
+
+def _full_payload(t, f):
+  del f
+  return {'kind': FULL, 'values': np.asarray(t, np.float32)}
+
+
+def _lowrank_payload(t, f):
+  if isinstance(t, Mapping):
+    return {'kind': LOWRANK, 'a': np.asarray(t['a']), 'b': np.asarray(t['b'])}
+  return _full_payload(t, f)
 
 
 def to_payload(method: str, trainable, fixed, base) -> dict:
-  """{'/'-joined path: fields} for package.export; leaves storing nothing are left out."""
+  """{'/'-joined path: fields} for package.export; leaves storing nothing are left out. For topk
+  this takes the shipped diff (`ship` compresses first)."""
+  record = get_method(method)
   fixed = _fixed_or_none(base, fixed)
   payload = {}
   for path, _, t, f in _per_leaf(base, trainable, fixed):
-    if isinstance(t, Mapping):
-      if np.size(t['b']):
-        payload[path] = {'kind': LOWRANK, 'a': np.asarray(t['a']), 'b': np.asarray(t['b'])}
-      continue
-    values = np.asarray(t, np.float32)
-    if values.size == 0:
-      continue
-    if method == SPARSE:
-      indices = np.flatnonzero(np.asarray(f, bool))
-      if indices.size:
-        payload[path] = {'kind': SPARSE, 'indices': indices, 'values': values.ravel()[indices]}
-    elif method == HASHED:
-      payload[path] = {'kind': HASHED, 'seed': int(f), 'buckets': values}
-    elif method in (LOWRANK, FULL):
-      payload[path] = {'kind': FULL, 'values': values}
-    else:
-      raise ValueError(f'unknown diff method {method!r} (expected one of {METHODS})')
+    fields = None if _stores_nothing(t) else record.payload_leaf(t, f)
+    if fields is not None:
+      payload[path] = fields
   return payload
+
+
+def _sparse_quantized(t, f, value_dtype):
+  values = np.asarray(t, np.float32)
+  mask = np.asarray(f, bool)
+  kept = np.zeros_like(values)
+  kept[mask] = package.roundtrip(values[mask], value_dtype)
+  return jnp.asarray(kept)
+
+
+def _full_quantized(t, f, value_dtype):
+  del f
+  return jnp.asarray(package.roundtrip(np.asarray(t, np.float32), value_dtype))
+
+
+def _lowrank_quantized(t, f, value_dtype):
+  if isinstance(t, Mapping):
+    return {key: _full_quantized(t[key], None, value_dtype) for key in ('a', 'b')}
+  return _full_quantized(t, f, value_dtype)
 
 
 def quantized(method: str, trainable, fixed, base, value_dtype: str):
@@ -319,22 +393,24 @@ def quantized(method: str, trainable, fixed, base, value_dtype: str):
   one int8 scale per stored array, as export does); pruned sparse entries become 0. Materializing
   it reproduces package.apply bit for bit for sparse, hashed and full (low-rank: up to the
   float32 matmul rounding; use export's returned params as the exact next base)."""
+  record = get_method(method)
   fixed = _fixed_or_none(base, fixed)
   out = []
   for _, _, t, f in _per_leaf(base, trainable, fixed):
-    if isinstance(t, Mapping):
-      out.append({key: jnp.asarray(package.roundtrip(t[key], value_dtype)) for key in ('a', 'b')})
-      continue
-    values = np.asarray(t, np.float32)
-    if values.size and method == SPARSE:
-      mask = np.asarray(f, bool)
-      kept = np.zeros_like(values)
-      kept[mask] = package.roundtrip(values[mask], value_dtype)
-      values = kept
-    elif values.size:
-      values = package.roundtrip(values, value_dtype)
-    out.append(jnp.asarray(values))
+    if _stores_nothing(t):
+      out.append(jax.tree.map(lambda x: jnp.asarray(np.asarray(x, np.float32)), t))
+    else:
+      out.append(record.quantized_leaf(t, f, value_dtype))
   return _build(base, out)
+
+
+def ship(method: str, trainable, fixed, base, budget=None, *, min_ndim: int = 0):
+  """(package method, payload) of a trained diff: what package.export writes. Only topk needs
+  `budget` (the entries it keeps) and `min_ndim` (which leaves compete for them)."""
+  record = get_method(method)
+  if record.compress is not None:
+    trainable, fixed = record.compress(trainable, budget, min_ndim=min_ndim)
+  return record.ships, to_payload(method, trainable, fixed, base)
 
 
 def compress_top_k(full_delta, budget: int, per_leaf: bool = False, *, min_ndim: int = 0,
@@ -353,3 +429,53 @@ def compress_top_k(full_delta, budget: int, per_leaf: bool = False, *, min_ndim:
     masks.append(mask)
     values.append(jnp.where(mask, jnp.asarray(leaf, jnp.float32), 0.0))
   return _build(full_delta, values), _build(full_delta, masks)
+
+
+# ----------------------------------------------------------------------------- the methods
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """Everything that differs between diff methods. Leaf functions see one base leaf's subtrees
+  (t: trainable, f: fixed) and only leaves that store something; the rest add 0 and ship
+  nothing. `count`, `payload_leaf` and `quantized_leaf` describe the diff as shipped, i.e. after
+  `compress` where there is one."""
+  name: str
+  init: Callable          # (base, budget, **config) -> (trainable, fixed)
+  dense_leaf: Callable    # (base leaf, t, f) -> the leaf's dense float32 delta
+  count: Callable         # (trainable, fixed) -> stored values
+  payload_leaf: Callable  # (t, f) -> package fields, or None when the leaf ships nothing
+  quantized_leaf: Callable  # (t, f, value_dtype) -> t holding what the device decodes
+  ships: str              # the package method (package.METHODS) its files are written as
+  budgeted: bool = True   # takes a budget of stored values (full ships everything)
+  seeded: bool = False    # init takes seed=
+  masked: bool = False    # fixed is a bool mask over the delta: pruned in training or preset
+  indexed: bool = False   # ships an index per value: the byte budget pays for both
+  check_budget: Callable | None = None   # (base, budget, min_ndim=) raises if it cannot fit
+  compress: Callable | None = None   # (trained trainable, budget, min_ndim=) -> shipped diff
+
+
+_FULL = Method(FULL, _init_full_delta, _full_dense, _count_trainable, _full_payload,
+               _full_quantized, ships=FULL, budgeted=False)
+_SPARSE = Method(SPARSE, _init_sparse_within, _sparse_dense, _count_kept, _sparse_payload,
+                 _sparse_quantized, ships=SPARSE, masked=True, indexed=True)
+METHODS = {
+    SPARSE: _SPARSE,
+    HASHED: Method(HASHED, init_hashed, _hashed_dense, _count_trainable, _hashed_payload,
+                   _full_quantized, ships=HASHED, seeded=True),
+    LOWRANK: Method(LOWRANK, init_lowrank, _lowrank_dense, _count_trainable, _lowrank_payload,
+                    _lowrank_quantized, ships=LOWRANK, seeded=True,
+                    check_budget=_check_lowrank_budget),
+    # Trains like full; what ships is the sparse diff of its largest entries.
+    TOPK: dataclasses.replace(_FULL, name=TOPK, count=_SPARSE.count,
+                              payload_leaf=_SPARSE.payload_leaf,
+                              quantized_leaf=_SPARSE.quantized_leaf, ships=SPARSE, budgeted=True,
+                              indexed=True, compress=compress_top_k),
+    FULL: _FULL,
+}
+
+
+def get_method(name: str) -> Method:
+  if name not in METHODS:
+    raise ValueError(f'unknown diff method {name!r} (expected one of {tuple(METHODS)})')
+  return METHODS[name]
+

@@ -29,7 +29,7 @@ def squared_gradients(cfg, model, params, data, stats, batches: int):
 
   total = jax.tree.map(lambda p: np.zeros(np.shape(p), np.float32), params)
   for i in range(batches):
-    batch = data.train_batch(i, cfg.train.batch_size, cfg.seed)
+    batch = data.train_batch(i, train_lib.batch_sizes(cfg, data), cfg.seed)
     total = jax.tree.map(lambda t, g: t + np.asarray(g), total, squared(params, batch))
   return total
 

@@ -312,7 +312,7 @@ def _decode_indices(coding: str, data: bytes, nnz: int, n: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- leaf codecs
 
-def _matrix_shape(shape):
+def matrix_shape(shape):
   """Low-rank leaves are reshaped to [prod(shape[:-1]), shape[-1]]."""
   return math.prod(shape[:-1]), shape[-1]
 
@@ -326,7 +326,7 @@ def _segment_sizes(entry: dict, value_dtype: str):
   if kind == 'hashed':
     return [scale, entry['k'] * vb]
   if kind == 'lowrank':
-    m, cols = _matrix_shape(entry['shape'])
+    m, cols = matrix_shape(entry['shape'])
     return [scale, scale, m * entry['rank'] * vb, entry['rank'] * cols * vb]
   return [scale, n * vb]
 
@@ -371,7 +371,7 @@ def _decode_leaf(entry: dict, data: bytes, value_dtype: str) -> np.ndarray:
     bucket, sign = hash_buckets(n, entry['seed'], entry['k'])
     return (sign * buckets[bucket]).reshape(shape)
   if kind == 'lowrank':
-    m, cols = _matrix_shape(shape)
+    m, cols = matrix_shape(shape)
     r = entry['rank']
     a = _values(segments[2], _scale_of(segments[0], value_dtype), value_dtype).reshape(m, r)
     b = _values(segments[3], _scale_of(segments[1], value_dtype), value_dtype).reshape(r, cols)
@@ -428,7 +428,7 @@ def _encode_leaf(path: str, fields: Mapping, base_leaf: np.ndarray, method: str,
   if kind == 'lowrank':
     if len(shape) < 2:
       raise ValueError(f'{path}: low-rank delta needs a leaf with ndim >= 2, got shape {shape}')
-    m, cols = _matrix_shape(shape)
+    m, cols = matrix_shape(shape)
     a = np.asarray(fields['a'])
     r = a.shape[-1] if a.ndim == 2 else -1
     a, b = expect('a', (m, r)), expect('b', (r, cols))
@@ -505,7 +505,7 @@ def _check_header(header) -> None:
     elif kind == 'lowrank':
       if len(shape) < 2:
         raise ValueError(f'{path}: low-rank leaf has shape {shape}')
-      m, cols = _matrix_shape(shape)
+      m, cols = matrix_shape(shape)
       rank = _int(entry['rank'], f'{path}: rank', 1, min(m, cols))
       stored += rank * (m + cols)
     else:
@@ -729,7 +729,7 @@ def _stored(entry) -> int:
   if kind == 'hashed':
     return entry['k']
   if kind == 'lowrank':
-    return entry['rank'] * sum(_matrix_shape(shape))
+    return entry['rank'] * sum(matrix_shape(shape))
   return math.prod(shape)
 
 

@@ -98,32 +98,32 @@ def _check_encoder(enc):
            'must be >= 1')
 
 
-def _check_diffs(d):
-  from diffs import chain  # pylint: disable=g-import-not-at-top
-  methods = d.methods.split(',')
-  _require(all(m in chain.METHODS for m in methods), 'diffs.methods',
-           f'{d.methods!r}: each must be one of {chain.METHODS}')
+def _check_diffs(dcfg):
+  from diffs import delta  # pylint: disable=g-import-not-at-top
+  for method in dcfg.methods.split(','):
+    _require(method in delta.METHODS, 'diffs.methods',
+             f'{method!r} is not one of {tuple(delta.METHODS)}')
   try:
-    budgets = [float(b) for b in d.budgets.split(',')]
+    budgets = [float(b) for b in dcfg.budgets.split(',')]
   except ValueError:
-    raise ConfigError(f'config.diffs.budgets: {d.budgets!r} is not a comma list of fractions')
+    raise ConfigError(f'config.diffs.budgets: {dcfg.budgets!r} is not a comma list of fractions')
   _require(all(0 < b < 1 for b in budgets), 'diffs.budgets',
-           f'{d.budgets!r}: each budget must be in (0, 1) of the full model\'s bytes')
-  _require(d.updates >= 1 and d.steps_per_update >= 1, 'diffs.updates',
+           f'{dcfg.budgets!r}: each budget must be in (0, 1) of the full model\'s bytes')
+  _require(dcfg.updates >= 1 and dcfg.steps_per_update >= 1, 'diffs.updates',
            'updates and steps_per_update must be >= 1')
-  _require(d.value_dtype in ('fp16', 'int8'), 'diffs.value_dtype', f'{d.value_dtype!r}')
-  _require(d.eval_split in ('test', 'test_seen'), 'diffs.eval_split',
-           f'{d.eval_split!r}: one of test (held-out voices), test_seen (for choosing settings)')
-  _require(d.sparse_mask in ('magnitude', 'fisher'), 'diffs.sparse_mask',
-           f'{d.sparse_mask!r}: one of magnitude, fisher')
-  _require(d.fisher_batches >= 1, 'diffs.fisher_batches', f'{d.fisher_batches} must be >= 1')
-  key = d.get('signing_key', '')
+  _require(dcfg.value_dtype in ('fp16', 'int8'), 'diffs.value_dtype', f'{dcfg.value_dtype!r}')
+  _require(dcfg.eval_split in ('test', 'test_seen'), 'diffs.eval_split',
+           f'{dcfg.eval_split!r}: one of test (held-out voices), test_seen (for choosing settings)')
+  _require(dcfg.sparse_mask in ('magnitude', 'fisher'), 'diffs.sparse_mask',
+           f'{dcfg.sparse_mask!r}: one of magnitude, fisher')
+  _require(dcfg.fisher_batches >= 1, 'diffs.fisher_batches', f'{dcfg.fisher_batches} must be >= 1')
+  key = dcfg.get('signing_key', '')
   _require(isinstance(key, str) and (not key or os.path.isfile(key)), 'diffs.signing_key',
            f'{key!r}: no such private key file (empty: a chain-local maker key in the workdir)')
-  _require(d.replay_fraction >= 0 and d.lr > 0, 'diffs.replay_fraction',
+  _require(dcfg.replay_fraction >= 0 and dcfg.lr > 0, 'diffs.replay_fraction',
            'replay_fraction >= 0 and lr > 0')
-  _require(d.prune_every >= 0 and d.prune_rounds >= 0, 'diffs.prune_every',
-           f'prune_every ({d.prune_every}) and prune_rounds ({d.prune_rounds}) must be >= 0')
-  _require(not d.prune_every or d.prune_rounds * d.prune_every < d.steps_per_update,
-           'diffs.prune_rounds', f'{d.prune_rounds} rounds of {d.prune_every} steps leave no '
-           f'fixed-mask steps of the {d.steps_per_update} per update')
+  _require(dcfg.prune_every >= 0 and dcfg.prune_rounds >= 0, 'diffs.prune_every',
+           f'prune_every ({dcfg.prune_every}) and prune_rounds ({dcfg.prune_rounds}) must be >= 0')
+  _require(not dcfg.prune_every or dcfg.prune_rounds * dcfg.prune_every < dcfg.steps_per_update,
+           'diffs.prune_rounds', f'{dcfg.prune_rounds} rounds of {dcfg.prune_every} steps leave no '
+           f'fixed-mask steps of the {dcfg.steps_per_update} per update')

@@ -1,4 +1,5 @@
 """A tiny chain of diff updates on synthetic data: train, export, apply, continue."""
+import json
 import os
 
 import jax
@@ -6,14 +7,24 @@ import ml_collections
 import numpy as np
 import pytest
 
+from asr import lstm
+from asr import model as model_lib
+from asr import text
 from asr import train as train_lib
 from diffs import chain
 from diffs import fisher
 from diffs import package
 from diffs import signing
-from experiments import diffs_experiment
-from experiments import models
 from tests import helpers
+
+
+def tiny_model(cfg):
+  """The RNN-T of `helpers.tiny_config` (an LSTM encoder), built from asr/ alone."""
+  enc, m = cfg.model.encoder, cfg.model
+  return model_lib.RNNT(encoder=lstm.LSTMEncoder(layers=enc.layers, units=enc.units),
+                        vocab_size=text.CharTokenizer.vocab_size,
+                        pred_embed_dim=m.pred_embed_dim, pred_units=m.pred_units,
+                        joint_dim=m.joint_dim, ctc_head=m.ctc_weight > 0)
 
 
 @pytest.fixture(scope='module')
@@ -21,18 +32,22 @@ def base(tmp_path_factory):
   root = tmp_path_factory.mktemp('base')
   cfg = helpers.tiny_config(**{'train.steps': 4})
   data = helpers.tiny_dataset(cfg)
-  model = models.build_model(cfg)
+  model = tiny_model(cfg)
   train_lib.train(cfg, str(root), model, data, log=lambda *_: None)
   return cfg, model, chain.to_numpy(train_lib.load_params(str(root))), str(root)
 
 
-def _update_config(cfg, prune_every=0, sparse_mask='magnitude'):
+def _diffs_config(cfg, prune_every=0, sparse_mask='magnitude', **overrides):
   cfg = ml_collections.ConfigDict(cfg.to_dict())
-  cfg.diffs = ml_collections.ConfigDict(dict(
+  cfg.diffs = ml_collections.ConfigDict(dict(dict(
       min_ndim=1, prune_every=prune_every, prune_rounds=1 + (prune_every > 0),
       value_dtype='fp16', steps_per_update=6, lr=1e-2, warmup_steps=1,
-      sparse_mask=sparse_mask, fisher_batches=2))
-  return diffs_experiment.update_config(cfg)
+      sparse_mask=sparse_mask, fisher_batches=2), **overrides))
+  return cfg
+
+
+def _update_config(cfg, prune_every=0, sparse_mask='magnitude'):
+  return chain.update_config(_diffs_config(cfg, prune_every, sparse_mask))
 
 
 @pytest.mark.parametrize('method, prune_every', [
@@ -120,3 +135,50 @@ def test_a_lowrank_budget_below_rank_one_is_reported_before_training():
   assert 'does not fit rank 1' in chain.infeasible('lowrank', base, short, min_ndim=1)
   for method in ('sparse', 'hashed', 'topk'):
     assert chain.infeasible(method, base, short, min_ndim=1) is None
+
+
+def test_run_chain_rows_layout_replay_and_resume(base, tmp_path):
+  cfg, model, _, base_dir = base
+  cfg = _diffs_config(cfg, methods='sparse,full', budgets='0.1', updates=2, steps_per_update=2,
+                      replay_fraction=0.5, eval_split='test_seen', eval_utterances=3)
+  assert chain.domains(2) == ['base', 'update_1', 'update_2']
+  domains = chain.domains(2)
+  sources = {name: helpers.synthetic_examples(8, seed) for seed, name in enumerate(domains)}
+  tests = {name: helpers.tiny_dataset(cfg, 4, seed=10 + seed) for seed, name in enumerate(domains)}
+  test_domain = {id(dataset): name for name, dataset in tests.items()}
+  calls = []
+
+  def evaluator(variables, dataset, stats, limit):
+    calls.append((test_domain[id(dataset)], limit))
+    return {'wer': 0.25, 'cer': 0.125}
+
+  lines = []
+  run = lambda log: chain.run_chain(cfg, str(tmp_path), model=model, base_dir=base_dir,
+                                    tests=tests, sources=sources, buckets=tests['base'].buckets,
+                                    evaluator=evaluator, log=log)
+  rows, skipped = run(lines.append)
+  assert skipped == []
+  assert [(r['method'], r['budget'], r['update']) for r in rows] == [
+      ('base model', '-', 0), ('sparse', '10%', 1), ('sparse', '10%', 2), ('full', 'all', 1),
+      ('full', 'all', 2)]
+  assert all(r['wer_new'] == r['wer_base'] == 25.0 and r['cer_new'] == 12.5 for r in rows)
+  # the base model against update_1, then each update on its new domain and on the base's
+  assert calls[:2] == [('update_1', 3), ('base', 3)]
+  assert calls[2:] == [('update_1', 3), ('base', 3), ('update_2', 3), ('base', 3)] * 2
+  # replay: half the new domain's size, from every earlier domain
+  assert [line for line in lines if 'utterances' in line] == [
+      f'[{name}] update {k}/2: 12 utterances (4 replayed)'
+      for name in ('sparse@0.1', 'full') for k in (1, 2)]
+  for name in ('sparse@0.1', 'full'):
+    for k in (1, 2):
+      workdir = tmp_path / 'chains' / name / f'update_{k}'
+      row = next(r for r in rows if r['update'] == k and name.startswith(r['method']))
+      assert os.path.getsize(workdir / f'update_{k}.diff') == row['bytes']
+      assert sorted(json.load(open(workdir / 'eval.json'))) == sorted(
+          [f'update_{k}_test_seen', 'base_test_seen'])
+  assert sorted(json.load(open(tmp_path / 'base_eval.json'))) == ['base_test_seen',
+                                                                 'update_1_test_seen']
+  # a finished run is read back: no evaluation and no training again
+  calls.clear()
+  again, _ = run(lambda *_: None)
+  assert again == rows and calls == []

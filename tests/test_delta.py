@@ -138,6 +138,7 @@ def all_methods(base):
       'sparse': (sparse_t, sparse_f),
       'hashed': (randomize(hashed_t), hashed_f),
       'lowrank': (randomize(D.init_lowrank(base, 150)[0]), None),
+      'topk': (randomize(D.init('topk', base, 25, min_ndim=1)[0]), None),   # trains as full
       'full': (randomize(D.init_full(base, min_ndim=1)[0]), None),
   }
 
@@ -193,6 +194,16 @@ def test_gradient_reaches_trainable_only(method):
       np.testing.assert_allclose(g, expected, rtol=1e-5, atol=1e-5)
     else:
       np.testing.assert_array_equal(g, w)
+
+
+def test_every_method_ships_as_a_package_method_and_unknown_names_are_refused():
+  assert list(D.METHODS) == ['sparse', 'hashed', 'lowrank', 'topk', 'full']
+  assert {record.ships for record in D.METHODS.values()} <= set(package.METHODS)
+  base = make_base()
+  with pytest.raises(ValueError, match="unknown diff method 'zip'"):
+    D.init('zip', base, 10)
+  with pytest.raises(ValueError, match='the full method takes no budget'):
+    D.init('full', base, 10)
 
 
 def test_optimizer_state_is_trainable_sized():
@@ -261,6 +272,25 @@ def test_budget_helpers():
 
 
 # ------------------------------------------------------------------ top-k baseline
+
+def test_topk_ships_the_largest_entries_of_the_full_delta_as_sparse():
+  base = make_base()
+  trainable, fixed = all_methods(base)['topk']
+  k = 25
+  method, payload = D.ship('topk', trainable, fixed, base, k, min_ndim=2)
+  assert method == 'sparse'
+  f_full = flat(trainable)
+  pooled = sorted(((abs(float(v)), p, i) for p, leaf in f_full.items() if leaf.ndim >= 2
+                   for i, v in enumerate(leaf.ravel())), reverse=True)[:k]
+  expected = {}
+  for _, p, i in pooled:
+    expected.setdefault(p, []).append(i)
+  assert sorted(payload) == sorted(expected)
+  for p, fields in payload.items():
+    assert fields['kind'] == 'sparse'
+    np.testing.assert_array_equal(fields['indices'], sorted(expected[p]))
+    np.testing.assert_array_equal(fields['values'], f_full[p].ravel()[sorted(expected[p])])
+
 
 @pytest.mark.parametrize('per_leaf', [False, True])
 def test_compress_top_k_keeps_exactly_the_k_largest(per_leaf):

@@ -174,7 +174,7 @@ def test_int8_and_fp16_quantization():
 
 # ------------------------------------------------------------------ round trips
 
-@pytest.mark.parametrize('method', D.METHODS)
+@pytest.mark.parametrize('method', P.METHODS)
 @pytest.mark.parametrize('value_dtype,compression', [('fp16', 'zlib'), ('int8', 'lzma'),
                                                      ('fp16', 'none')])
 def test_round_trip_is_exact(tmp_path, method, value_dtype, compression):

@@ -226,6 +226,34 @@ class Dataset:
         yield self.batch(members[i:i + batch_size], b, batch_size), members[i:i + batch_size]
 
 
+class Concat:
+  """Random access over several sources in turn (e.g. new data plus a replay sample)."""
+
+  def __init__(self, *sources):
+    self.sources = sources
+    self.offsets = np.cumsum([0] + [len(s) for s in sources])
+
+  def __len__(self):
+    return int(self.offsets[-1])
+
+  def __getitem__(self, i):
+    s = int(np.searchsorted(self.offsets, i, side='right') - 1)
+    return self.sources[s][i - int(self.offsets[s])]
+
+
+class Subset:
+  """Random access to `source` at `indices`, in that order."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, [int(i) for i in indices]
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getitem__(self, i):
+    return self.source[self.indices[i]]
+
+
 def _as_str(value) -> str:
   if isinstance(value, bytes):
     return value.decode('utf-8')
