@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from asr import text
-from asr.data import augment
-from asr.data import corpus
-from asr.data import engines
+from asr.data.voice_assistant import augment
+from asr.data.voice_assistant import corpus
+from asr.data.voice_assistant import engines
 from asr.data import librispeech
-from asr.data import plan
-from asr.data import stats
-from asr.data import textgen
+from asr.data.voice_assistant import plan
+from asr.data.voice_assistant import stats
+from asr.data.voice_assistant import textgen
 
 HAVE_TINY_ENGINES = bool(shutil.which('flite') or shutil.which('espeak-ng'))
 needs_engines = pytest.mark.skipif(not HAVE_TINY_ENGINES,
@@ -161,7 +161,7 @@ def test_build_reuses_a_built_corpus(tiny, capsys):
 
 
 def test_loading_an_unbuilt_corpus_says_how_to_build_it(tmp_path):
-  with pytest.raises(corpus.NotBuiltError, match='python -m asr.data.corpus --config=small'):
+  with pytest.raises(corpus.NotBuiltError, match='python -m asr.data.voice_assistant.corpus --config=small'):
     corpus.load('small', 'base_train', str(tmp_path))
   with pytest.raises(ValueError, match='unknown voice_assistant config'):
     corpus.load('huge', 'base_train', str(tmp_path))

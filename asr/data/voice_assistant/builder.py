@@ -7,8 +7,8 @@ gain) and stored as int16 16 kHz audio without TensorFlow. Splits per domain D: 
 Domains: `base`, then `update_1` ... `update_5`, each bringing slot values never heard before and
 at least one new intent, for sequential model updates.
 
-Build and read through `asr.data.corpus` (`build`, `load`); this module holds only the builder so
-that `python -m asr.data.corpus` does not register it twice.
+Build and read through `asr.data.voice_assistant.corpus` (`build`, `load`); this module holds
+only the builder so that `python -m asr.data.voice_assistant.corpus` does not register it twice.
 """
 import collections
 import contextlib
@@ -23,11 +23,11 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 import tqdm
 
-from asr.data import augment
-from asr.data import engines
-from asr.data import plan
-from asr.data import synth
-from asr.data import textgen
+from asr.data.voice_assistant import augment
+from asr.data.voice_assistant import engines
+from asr.data.voice_assistant import plan
+from asr.data.voice_assistant import synth
+from asr.data.voice_assistant import textgen
 
 UPDATE_DOMAINS = tuple(f'update_{i}' for i in range(1, 6))
 

@@ -8,8 +8,8 @@ import dataclasses
 
 import numpy as np
 
-from asr.data import augment
-from asr.data import engines
+from asr.data.voice_assistant import augment
+from asr.data.voice_assistant import engines
 
 _STATE = {}
 

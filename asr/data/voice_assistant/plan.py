@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from asr.data import textgen
+from asr.data.voice_assistant import textgen
 
 SPLIT_KINDS = ('train', 'test', 'test_seen')
 MAX_TRIES = 200

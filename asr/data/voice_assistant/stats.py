@@ -1,6 +1,6 @@
 """Statistics of a built `voice_assistant` config, as Markdown tables.
 
-  python -m asr.data.stats --config=small [--data_dir=DIR]
+  python -m asr.data.voice_assistant.stats --config=small [--data_dir=DIR]
 
 Hours per split, voice and domain (from the stored audio), vocabulary sizes, and out-of-vocabulary
 rates: for each split the share of its running words unseen in its own domain's train split, and
@@ -9,8 +9,8 @@ unseen in the train splits of every earlier domain (what a model updated in sequ
 import collections
 import sys
 
-from asr.data import corpus
-from asr.data import plan
+from asr.data.voice_assistant import corpus
+from asr.data.voice_assistant import plan
 
 SAMPLE_RATE = 16000
 

@@ -1,4 +1,4 @@
-"""Voice-assistant sentences from the templates and slot lists in `asr/data/text/`.
+"""Voice-assistant sentences from the templates and slot lists in `asr/data/voice_assistant/text/`.
 
 A template such as `remind me to {task} at {time}` is filled with slot values: open slots (names,
 places, items, artists ...) come from `text/slots/<domain>/<slot>.txt`, closed ones (rooms, list

