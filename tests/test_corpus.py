@@ -12,6 +12,7 @@ import pytest
 
 from asr import text
 from asr.data.voice_assistant import augment
+from asr.data.voice_assistant import builder
 from asr.data.voice_assistant import corpus
 from asr.data.voice_assistant import engines
 from asr.data import librispeech
@@ -326,6 +327,68 @@ def test_plan_is_deterministic_unique_and_sized():
   assert {u.voice for u in first['base_test'] + first['update_1_test']} == {'flite/rms'}
   assert 'flite/rms' not in {u.voice for k, utts in first.items() if not k.endswith('_test')
                              for u in utts}
+
+
+@pytest.fixture(scope='module')
+def config_texts():
+  """config name -> split -> [(utterance id, transcript)], at the text level (no audio)."""
+  out = {}
+  for config in builder.CONFIGS:
+    sentences = plan.plan_sentences(builder.plan_spec(config))
+    out[config.name] = {
+        split: [(f'{split.rsplit("_" + _kind(split), 1)[0]}/{_kind(split)}/{p:06d}',
+                 s.transcript) for p, s in items]
+        for split, items in sentences.items()}
+  return out
+
+
+def _kind(split):
+  for kind in ('test_seen', 'test', 'train'):
+    if split.endswith('_' + kind):
+      return kind
+  raise KeyError(split)
+
+
+def test_no_evaluated_sentence_is_in_any_train_split_of_any_config(config_texts):
+  # Every pair, the same config included: a model trained on `full` is evaluated on `tiny`'s
+  # and `small`'s test splits too.
+  for evaluated, splits in config_texts.items():
+    for trained, other in config_texts.items():
+      train = {t for split, items in other.items() if _kind(split) == 'train' for _, t in items}
+      for split, items in splits.items():
+        if _kind(split) != 'train':
+          leaked = {t for _, t in items} & train
+          assert not leaked, (evaluated, split, trained, sorted(leaked)[:3])
+
+
+def test_smaller_configs_are_subsets_of_larger_ones(config_texts):
+  sizes = {c.name: c for c in builder.CONFIGS}
+  assert (sizes['tiny'].subset_of, sizes['small'].subset_of) == ('small', 'full')
+  for inner, outer in (('tiny', 'small'), ('small', 'full'), ('tiny', 'full')):
+    for split, items in config_texts[inner].items():
+      assert set(items) <= set(config_texts[outer][split]), (inner, outer, split)
+  # small takes each split's first sentences of full: a prefix, in order.
+  for split, items in config_texts['small'].items():
+    assert items == config_texts['full'][split][:len(items)], split
+  for config in builder.CONFIGS:
+    for split, items in config_texts[config.name].items():
+      domain = split.rsplit('_' + _kind(split), 1)[0]
+      sizes_ = config.base_sizes if domain == 'base' else config.update_sizes
+      assert len(items) == sizes_[plan.SPLIT_KINDS.index(_kind(split))], (config.name, split)
+      assert len({t for _, t in items}) == len(items), (config.name, split)
+      if config.max_words:
+        assert all(len(t.split()) <= config.max_words for _, t in items)
+
+
+def test_a_config_larger_than_the_one_it_is_part_of_is_refused():
+  small = builder.CONFIGS_BY_NAME['small']
+  tiny = dataclass_replace(builder.CONFIGS_BY_NAME['tiny'], base_sizes=(1101, 16, 16))
+  with pytest.raises(ValueError, match=r'base_train: 1101 utterances .* first 1100'):
+    plan.plan_sentences(builder.plan_spec(tiny))
+  too_few_short = dataclass_replace(builder.CONFIGS_BY_NAME['tiny'], base_sizes=(1100, 16, 16))
+  with pytest.raises(ValueError, match=r'base_train: only \d+ of the first 1100 sentences'):
+    plan.plan_sentences(builder.plan_spec(too_few_short))
+  assert small.base_sizes[0] == 1100
 
 
 def dataclass_replace(spec, **changes):

@@ -58,17 +58,22 @@ class CorpusConfig(tfds.core.BuilderConfig):
   free_form_share: float = 0.12
   batch_size: int = 16
   seed: int = 0
+  # The config this one is a subset of: each of its splits draws only from the sentences of
+  # that config's split (same seed, same streams), so a model trained on the larger config has
+  # never heard any test sentence of the smaller one.
+  subset_of: str = ''
 
 
 CONFIGS = (
     CorpusConfig(
         name='tiny', description='188 short utterances, flite and espeak-ng only: tests and CI.',
         domains=('base', 'update_1', 'update_2'), base_sizes=(60, 16, 16),
-        update_sizes=(24, 12, 12), tts_engines=('flite', 'espeak'), max_words=7, batch_size=8),
+        update_sizes=(24, 12, 12), tts_engines=('flite', 'espeak'), max_words=7, batch_size=8,
+        subset_of='small'),
     CorpusConfig(
         name='small', description='About 2 hours, all engines: the CPU demo.',
         domains=('base',) + UPDATE_DOMAINS, base_sizes=(1100, 120, 120),
-        update_sizes=(180, 40, 40)),
+        update_sizes=(180, 40, 40), subset_of='full'),
     CorpusConfig(
         name='full', description='20+ hours, all engines, base plus five update domains.',
         domains=('base',) + UPDATE_DOMAINS, base_sizes=(12000, 800, 800),
@@ -76,11 +81,37 @@ CONFIGS = (
 )
 
 
+CONFIGS_BY_NAME = {c.name: c for c in CONFIGS}
+
+
+def plan_spec(config: CorpusConfig) -> plan.PlanSpec:
+  """The plan of a config, bounded by the config it is a subset of (`subset_of`)."""
+  outer = CONFIGS_BY_NAME[config.subset_of] if config.subset_of else config
+  if config.subset_of:
+    if (outer.seed, outer.free_form_share) != (config.seed, config.free_form_share):
+      raise ValueError(f'voice_assistant/{config.name}: seed and free_form_share must equal '
+                       f'those of {outer.name}, the config it is a subset of')
+    missing = sorted(set(config.domains) - set(outer.domains))
+    if missing:
+      raise ValueError(f'voice_assistant/{config.name}: domains {missing} are not in '
+                       f'{outer.name}, the config it is a subset of')
+  return plan.PlanSpec(domains=config.domains, base_sizes=config.base_sizes,
+                       update_sizes=config.update_sizes, seed=config.seed,
+                       max_words=config.max_words, free_form_share=config.free_form_share,
+                       base_limits=outer.base_sizes, update_limits=outer.update_sizes)
+
+
 class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
   """Synthetic voice-assistant speech from the TTS engines installed here."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '1.1.0': 'One sentence stream per split for every config: tiny is a subset of small, '
+               'small of full, and no test or test_seen sentence of any config is in any train '
+               'split (the kind of a sentence is a hash of its transcript). Speakers are drawn '
+               'per utterance id. Same sizes, different sentences.',
+  }
   BUILDER_CONFIGS = list(CONFIGS)
   DEFAULT_CONFIG_NAME = 'tiny'
 
@@ -142,10 +173,7 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
     voices = engines.find_voices(wanted, env)
     train_voices, held_out = engines.split_voices(voices)
     sources = textgen.text_sources()
-    spec = plan.PlanSpec(domains=config.domains, base_sizes=config.base_sizes,
-                         update_sizes=config.update_sizes, seed=config.seed,
-                         max_words=config.max_words, free_form_share=config.free_form_share)
-    utterances = plan.make_plan(spec, train_voices, held_out)
+    utterances = plan.make_plan(plan_spec(config), train_voices, held_out)
     transcripts = {name: [u.transcript for u in utts] for name, utts in utterances.items()}
     oov = plan.update_oov_shares(transcripts, config.domains)
     for domain, share in oov.items():
@@ -154,6 +182,7 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
     used = sorted({v.engine for v in voices})
     self.info.metadata.update({
         'config': config.name,
+        'subset_of': config.subset_of,
         'seed': config.seed,
         'engines': {e: engines.engine_version(e, env) for e in used},
         'voices': {'train': [v.name for v in train_voices],
