@@ -17,6 +17,8 @@ from asr.data.voice_assistant import corpus
 from asr.data.voice_assistant import engines
 from asr.data import librispeech
 from asr.data.voice_assistant import plan
+from asr.data.voice_assistant import speakers
+from asr.data.voice_assistant import synth
 from asr.data.voice_assistant import stats
 from asr.data.voice_assistant import textgen
 
@@ -92,8 +94,8 @@ def test_audio_length_follows_its_transcript(tiny):
 
 @needs_engines
 def test_test_splits_use_held_out_voices_only(tiny):
-  held_out = set(tiny.metadata['voices']['held_out'])
-  train_voices = set(tiny.metadata['voices']['train'])
+  held_out = set(tiny.metadata['speakers']['held_out'])
+  train_voices = set(tiny.metadata['speakers']['train'])
   assert held_out and not held_out & train_voices
   for split, examples in tiny.examples.items():
     voices = {ex['voice'] for ex in examples}
@@ -103,6 +105,16 @@ def test_test_splits_use_held_out_voices_only(tiny):
       assert voices <= train_voices, split
   heard_in_training = {ex['voice'] for d in TINY_DOMAINS for ex in tiny.examples[f'{d}_train']}
   assert not heard_in_training & held_out
+  # No speaker derived from a held-out base voice is heard in training.
+  held_bases = set(tiny.metadata['base_voices']['held_out'])
+  assert held_bases and not {v.rsplit('/', 1)[0] for v in heard_in_training} & held_bases
+  assert {v.rsplit('/', 1)[0] for v in held_out} == held_bases
+  for split, count in tiny.metadata['speakers_per_split'].items():
+    assert count == len({ex['voice'] for ex in tiny.examples[split]}), split
+  assert len(heard_in_training) >= 40
+  settings = tiny.metadata['speaker_settings']
+  assert set(settings) == held_out | train_voices
+  assert all(settings[v]['base'] == v.rsplit('/', 1)[0] for v in settings)
 
 
 @needs_engines
@@ -175,6 +187,13 @@ def test_stats_report_every_split(tiny):
     assert f'| {split} | {len(examples)} |' in report
   assert 'out of vocabulary for all earlier domains' in report
   assert 'test only (held out)' in report
+  for split, examples in tiny.examples.items():
+    speakers_heard = len({ex['voice'] for ex in examples})
+    assert f'| {split} | {len(examples)} | ' in report
+    row = next(line for line in report.splitlines() if line.startswith(f'| {split} |'))
+    assert row.split(' | ')[3] == str(speakers_heard), row
+  for group in {ex['voice'].rsplit('/', 1)[0] for exs in tiny.examples.values() for ex in exs}:
+    assert f'| {group} | ' in report, group
 
 
 def test_default_data_dir_is_in_the_repo_or_the_env_var():
@@ -234,10 +253,115 @@ def test_packed_engines_run_from_their_folder_alone(tmp_path):
     assert result.stdout.strip().strip('"').startswith(str(tmp_path))
 
 
-def test_prosody_is_fixed_by_the_seed():
-  assert engines.Prosody.from_seed(5) == engines.Prosody.from_seed(5)
-  rates = {engines.Prosody.from_seed(s).rate for s in range(50)}
-  assert len(rates) > 10 and min(rates) >= 0.9 and max(rates) <= 1.12
+def test_prosody_is_fixed_by_the_speaker_and_the_seed():
+  speaker = speakers.get('flite/awb/05')
+  assert speaker.prosody(5) == speaker.prosody(5)
+  rates = [speaker.prosody(s).rate for s in range(200)]
+  pitches = [speaker.prosody(s).pitch for s in range(200)]
+  assert len(set(rates)) > 10
+  # The engine speaks 1/shift slower, so that after the shift the speaker's own rate remains.
+  expected = speaker.rate / speaker.shift
+  assert min(rates) >= 0.95 * expected - 1e-3 and max(rates) <= 1.05 * expected + 1e-3
+  assert np.mean(rates) == pytest.approx(expected, rel=0.01)
+  assert np.mean(pitches) == pytest.approx(speaker.pitch, rel=0.01)
+  assert speakers.get('espeak/en-us/m3').prosody(1).variant == 'm3'
+  with pytest.raises(speakers.SpeakerError, match="unknown speaker 'flite/awb/99'"):
+    speakers.get('flite/awb/99')
+
+
+def test_speaker_shift_raises_pitch_and_shortens_by_its_factor():
+  sr = 22050
+  t = np.arange(sr) / sr
+  wave = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+  speaker = dataclass_replace(speakers.get('flite/awb/00'), shift=1.1)
+  out = synth.speaker_audio(wave, sr, speaker)
+  assert len(out) == pytest.approx(16000 / 1.1, abs=3)
+  assert _peak_hz(out, 16000) == pytest.approx(220, abs=2)
+
+
+# --- speakers ----------------------------------------------------------------------------------
+
+def _all_speakers_split():
+  return speakers.split_speakers(list(engines.VOICES),
+                                 variants_present=set(speakers.ESPEAK_VARIANTS))
+
+
+def _base(name):
+  return name.rsplit('/', 1)[0]
+
+
+def _variant(name):
+  return name.rsplit('/', 1)[1] if name.startswith('espeak/') else ''
+
+
+def test_held_out_base_voices_and_their_variants_never_train():
+  train, held = _all_speakers_split()
+  train_names, held_names = {s.name for s in train}, {s.name for s in held}
+  assert not train_names & held_names
+  held_bases = {'flite/rms', 'festival/ked', 'espeak/en-gb-scotland', 'espeak/en-gb-x-gbcwmd'}
+  assert {_base(n) for n in held_names} == held_bases
+  assert not {_base(n) for n in train_names} & held_bases
+  # espeak-ng: no held-out speaker shares an accent or a variant family with a training one.
+  family = lambda v: v if len(v) == 2 and v[0] in 'mf' else v.rstrip('0123456789')
+  train_families = {family(_variant(n)) for n in train_names if n.startswith('espeak/')}
+  held_families = {family(_variant(n)) for n in held_names if n.startswith('espeak/')}
+  assert held_families and not train_families & held_families
+  # Every speaker of a held-out flite/festival voice is held out.
+  assert sum(n.startswith('flite/rms/') for n in held_names) == speakers.DERIVED_PER_VOICE
+  assert len(train) >= 200 and len(held) >= 30
+  # A base voice keeps its share of the split, whatever the number of its speakers.
+  share = {}
+  for s in train:
+    share[s.base] = share.get(s.base, 0) + s.weight
+  for base, weight in share.items():
+    assert weight == pytest.approx(engines.VOICES_BY_NAME[base].weight), base
+
+
+def test_planned_speakers_follow_the_split_kinds(config_texts):
+  train, held = _all_speakers_split()
+  small = builder.CONFIGS_BY_NAME['small']
+  utterances = plan.make_plan(builder.plan_spec(small), train, held)
+  held_bases = set(engines.HELD_OUT)
+  for split, utts in utterances.items():
+    names = {u.voice for u in utts}
+    if split.endswith('_test'):
+      assert names <= {s.name for s in held}, split
+      assert {_base(n) for n in names} <= held_bases, split
+    else:
+      assert names <= {s.name for s in train}, split
+      assert not {_base(n) for n in names} & held_bases, split
+    # Sentences are those of the text-level plan, whatever the speakers.
+    assert [(u.id, u.transcript) for u in utts] == config_texts['small'][split], split
+  base_train = utterances['base_train']
+  heard = {u.voice for u in base_train}
+  assert len(heard) >= 150 and len({u.voice for u in utterances['base_test']}) >= 25
+  for base in {s.base for s in train}:
+    assert sum(_base(n) == base for n in heard) >= 5, base
+  # Engines keep their share: piper/joe (weight 2 of 7.75) speaks about a quarter.
+  piper = sum(u.voice.startswith('piper/') for u in base_train) / len(base_train)
+  assert 0.2 < piper < 0.32
+
+
+def test_speaker_settings_depend_on_the_name_only():
+  before = dict(speakers.all_speakers())
+  speakers.all_speakers.cache_clear()
+  assert speakers.all_speakers() == before
+  for s in before.values():
+    if s.name.endswith('/00'):
+      assert (s.pitch, s.rate, s.shift) == (1.0, 1.0, 1.0)
+    else:
+      assert speakers.PITCH_RANGE[0] <= s.pitch <= speakers.PITCH_RANGE[1]
+      assert speakers.RATE_RANGE[0] <= s.rate <= speakers.RATE_RANGE[1]
+      assert speakers.SHIFT_RANGE[0] <= s.shift <= speakers.SHIFT_RANGE[1]
+  derived = [s for s in before.values() if s.base == 'flite/awb']
+  assert len({(s.pitch, s.rate, s.shift) for s in derived}) == len(derived)
+
+
+def test_missing_espeak_variants_are_named_and_skipped(capsys):
+  voices = [engines.VOICES_BY_NAME[n] for n in ('espeak/en-us', 'espeak/en-gb-scotland')]
+  train, held = speakers.split_speakers(voices, variants_present={'m1', 'm3', 'm6'})
+  assert {s.variant for s in train} == {'m1', 'm3'} and {s.variant for s in held} == {'m6'}
+  assert 'espeak-ng lacks' in capsys.readouterr().out
 
 
 # --- text generation ---------------------------------------------------------------------------
@@ -317,6 +441,8 @@ def test_plan_is_deterministic_unique_and_sized():
                        update_sizes=(20, 5, 5), seed=3, max_words=9, free_form_share=0.1)
   train, held = _fake_voices()
   first, second = plan.make_plan(spec, train, held), plan.make_plan(spec, train, held)
+  all_train, all_held = _all_speakers_split()
+  assert plan.make_plan(spec, all_train, all_held) == plan.make_plan(spec, all_train, all_held)
   assert first == second
   other_seed = plan.make_plan(dataclass_replace(spec, seed=4), train, held)
   assert [u.transcript for u in other_seed['base_train']] != \

@@ -1,9 +1,11 @@
 """`voice_assistant`: the embedded synthetic speech corpus, as a tfds builder (array_record).
 
 Voice-assistant commands (and free-form sentences where a text source is installed) spoken by the
-TTS engines present on the machine (see `engines.py`), augmented (speed, reverberation, noise,
-gain) and stored as int16 16 kHz audio without TensorFlow. Splits per domain D: `D_train`,
-`D_test` (held-out voices only) and `D_test_seen` (training voices, sentences in no train split).
+TTS engines present on the machine (see `engines.py`) as a few hundred speakers derived from their
+voices (see `speakers.py`), augmented (speed, reverberation, noise, gain) and stored as int16
+16 kHz audio without TensorFlow. Splits per domain D: `D_train`, `D_test` (held-out speakers
+only: none shares a base voice with a training speaker) and `D_test_seen` (training speakers),
+both with sentences in no train split of any config.
 Domains: `base`, then `update_1` ... `update_5`, each bringing slot values never heard before and
 at least one new intent, for sequential model updates.
 
@@ -26,6 +28,7 @@ import tqdm
 from asr.data.voice_assistant import augment
 from asr.data.voice_assistant import engines
 from asr.data.voice_assistant import plan
+from asr.data.voice_assistant import speakers
 from asr.data.voice_assistant import synth
 from asr.data.voice_assistant import textgen
 
@@ -104,13 +107,19 @@ def plan_spec(config: CorpusConfig) -> plan.PlanSpec:
 class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
   """Synthetic voice-assistant speech from the TTS engines installed here."""
 
-  VERSION = tfds.core.Version('1.1.0')
+  VERSION = tfds.core.Version('2.0.0')
   RELEASE_NOTES = {
       '1.0.0': 'First release.',
       '1.1.0': 'One sentence stream per split for every config: tiny is a subset of small, '
                'small of full, and no test or test_seen sentence of any config is in any train '
                'split (the kind of a sentence is a hash of its transcript). Speakers are drawn '
                'per utterance id. Same sizes, different sentences.',
+      '2.0.0': 'Speakers derived from the base voices (speakers.py): 16 per flite, festival and '
+               'piper voice (pitch, rate, formant shift), and one per espeak-ng variant for 8 '
+               'accents; the `voice` feature names the speaker (flite/awb/07, espeak/en-us/m3). '
+               'Held out: flite/rms, festival/ked, espeak-ng en-gb-scotland and en-gb-x-gbcwmd '
+               'with every speaker derived from them, and 6 espeak-ng variant families. Metadata '
+               'records the speakers, their settings and the number per split.',
   }
   BUILDER_CONFIGS = list(CONFIGS)
   DEFAULT_CONFIG_NAME = 'tiny'
@@ -171,9 +180,9 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
     wanted = tuple(e for e in config.tts_engines
                    if self._engines_allowed is None or e in self._engines_allowed)
     voices = engines.find_voices(wanted, env)
-    train_voices, held_out = engines.split_voices(voices)
+    train_speakers, held_out = speakers.split_speakers(voices, env)
     sources = textgen.text_sources()
-    utterances = plan.make_plan(plan_spec(config), train_voices, held_out)
+    utterances = plan.make_plan(plan_spec(config), train_speakers, held_out)
     transcripts = {name: [u.transcript for u in utts] for name, utts in utterances.items()}
     oov = plan.update_oov_shares(transcripts, config.domains)
     for domain, share in oov.items():
@@ -185,8 +194,13 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
         'subset_of': config.subset_of,
         'seed': config.seed,
         'engines': {e: engines.engine_version(e, env) for e in used},
-        'voices': {'train': [v.name for v in train_voices],
-                   'held_out': [v.name for v in held_out]},
+        'base_voices': {'train': sorted({s.base for s in train_speakers}),
+                        'held_out': sorted({s.base for s in held_out})},
+        'speakers': {'train': [s.name for s in train_speakers],
+                     'held_out': [s.name for s in held_out]},
+        'speaker_settings': {s.name: s.describe() for s in train_speakers + held_out},
+        'speakers_per_split': {name: len({u.voice for u in utts})
+                               for name, utts in utterances.items()},
         'text_sources': sources,
         'augmentation': dataclasses.asdict(augment.AugmentConfig()),
         'oov_share_vs_earlier_domains': {d: round(s, 6) for d, s in oov.items()},
@@ -218,6 +232,7 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
         seconds = len(audio) / augment.SAMPLE_RATE
         self._seconds[('split', u.split)] += seconds
         self._seconds[('voice', u.voice)] += seconds
+        self._seconds[('group', speakers.get(u.voice).base)] += seconds
         self._seconds[('domain', u.domain)] += seconds
         if self._progress is not None:
           self._progress.update(1)
