@@ -174,7 +174,8 @@ def test_build_reuses_a_built_corpus(tiny, capsys):
 
 
 def test_loading_an_unbuilt_corpus_says_how_to_build_it(tmp_path):
-  with pytest.raises(corpus.NotBuiltError, match='python -m asr.data.voice_assistant.corpus --config=small'):
+  with pytest.raises(corpus.NotBuiltError,
+                     match='python -m asr.data.voice_assistant.corpus --config=small'):
     corpus.load('small', 'base_train', str(tmp_path))
   with pytest.raises(ValueError, match='unknown voice_assistant config'):
     corpus.load('huge', 'base_train', str(tmp_path))

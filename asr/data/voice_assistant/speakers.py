@@ -9,18 +9,18 @@ A speaker is (engine, base voice, variant, pitch, rate, shift):
   pitch       a factor on the base voice's pitch (flite's f0 target, espeak's -p)
   rate        speaking rate (flite/festival duration stretch, espeak -s, piper length_scale)
   shift       the rendered audio is resampled so that pitch and formants rise by this factor, as
-              from a shorter (> 1) or longer (< 1) vocal tract; the engine speaks `1 / shift`
-              slower first, so the rate is the speaker's own
+              from a shorter (> 1) or longer (< 1) vocal tract; the engine is asked for
+              `rate / shift`, so that the resampled audio keeps the speaker's rate
 
 flite, festival and piper voices give `DERIVED_PER_VOICE` speakers each (number 00 is the voice as
 shipped); each espeak-ng accent gives one speaker per variant. All values come from a hash of the
 speaker's name: the same on every machine.
 
-Held out from every training split (`is_held_out`): the base voices `engines.HELD_OUT` with every
-speaker derived from them, and for espeak-ng also the variant families of `HELD_OUT_VARIANTS`. An
-espeak-ng speaker is held out only when both its accent and its variant are, and trains only when
-neither is; the mixed ones are used nowhere, so that no held-out speaker shares an accent or a
-variant with a training speaker.
+Held out from every training split (`split_speakers`): the base voices `engines.HELD_OUT` with
+every speaker derived from them, and for espeak-ng also the variant families of
+`HELD_OUT_VARIANTS`. An espeak-ng speaker is held out only when both its accent and its variant
+are, and trains only when neither is; the mixed ones are used nowhere, so that no held-out speaker
+shares an accent or a variant with a training speaker.
 
 piper's noise scales stay at 0: its onnx graph draws noise from an unseeded generator whose state
 depends on every earlier call in the process, so audio would change with the worker's history.
@@ -122,18 +122,6 @@ def get(name: str) -> Speaker:
   except KeyError:
     raise SpeakerError(f'unknown speaker {name!r}: not one of the {len(all_speakers())} that '
                        'speakers.all_speakers() defines') from None
-
-
-def is_held_out(speaker: Speaker) -> bool:
-  if speaker.base not in engines.HELD_OUT:
-    return False
-  return speaker.engine != 'espeak' or variant_family(speaker.variant) in HELD_OUT_VARIANTS
-
-
-def trains(speaker: Speaker) -> bool:
-  return (speaker.base not in engines.HELD_OUT and
-          not (speaker.engine == 'espeak' and
-               variant_family(speaker.variant) in HELD_OUT_VARIANTS))
 
 
 def espeak_variants(env: engines.EngineEnv) -> set[str]:

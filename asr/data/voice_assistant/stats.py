@@ -2,9 +2,10 @@
 
   python -m asr.data.voice_assistant.stats --config=small [--data_dir=DIR]
 
-Utterances, hours and speakers per split, hours and speakers per speaker group (base voice) and
-per domain (from the stored audio), vocabulary sizes, and out-of-vocabulary rates: for each split the share of its running words unseen in its own domain's train split, and
-unseen in the train splits of every earlier domain (what a model updated in sequence has heard).
+Utterances, hours and speakers per split, hours and speakers per speaker group (base voice) and per
+domain (from the stored audio), vocabulary sizes, and out-of-vocabulary rates: for each split the
+share of its running words unseen in its own domain's train split, and unseen in the train splits
+of every earlier domain (what a model updated in sequence has heard).
 """
 import collections
 import sys
