@@ -17,7 +17,7 @@ test: setup
 # The full-size experiments of both halves on the `full` corpus (run on a GPU machine; see
 # README "Running on a GPU"): every AmNet row, then the diff chains, then the report.
 reproduce: setup
-	$(PY) -m asr.data.corpus --config=full
+	$(PY) -m asr.data.voice_assistant.corpus --config=full
 	$(PY) launch.py --sweep=experiments/sweeps/amnet_full.py --workdir=workdirs/amnet_full
 	$(PY) launch.py --sweep=experiments/sweeps/amnet_full.py --workdir=workdirs/amnet_full --mode=report
 	$(PY) launch.py --config=experiments/configs/diffs.py:full --workdir=workdirs/diffs_full --mode=diffs

@@ -7,7 +7,7 @@ def source(cfg, split: str, log=print):
   """The raw random-access source of a split (dicts with audio, transcript, id, ...)."""
   d = cfg.data
   if d.source == 'voice_assistant':
-    from asr.data import corpus  # pylint: disable=g-import-not-at-top
+    from asr.data.voice_assistant import corpus  # pylint: disable=g-import-not-at-top
     data_dir = d.data_dir or corpus.DEFAULT_DATA_DIR
     corpus.build(d.corpus, data_dir)     # no-op when already built
     return corpus.load(d.corpus, split, data_dir)

@@ -122,7 +122,7 @@ def demo(cfg, workdir: str, **_):
   `report.md`. Every stage resumes when run again."""
   del cfg
   import time  # pylint: disable=g-import-not-at-top
-  from asr.data import corpus  # pylint: disable=g-import-not-at-top
+  from asr.data.voice_assistant import corpus  # pylint: disable=g-import-not-at-top
   from experiments import amnet_report  # pylint: disable=g-import-not-at-top
   from experiments import diffs_experiment  # pylint: disable=g-import-not-at-top
   start = time.time()

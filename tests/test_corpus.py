@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 
 from asr import text
-from asr.data import augment
-from asr.data import corpus
-from asr.data import engines
+from asr.data.voice_assistant import augment
+from asr.data.voice_assistant import builder
+from asr.data.voice_assistant import corpus
+from asr.data.voice_assistant import engines
 from asr.data import librispeech
-from asr.data import plan
-from asr.data import stats
-from asr.data import textgen
+from asr.data.voice_assistant import plan
+from asr.data.voice_assistant import speakers
+from asr.data.voice_assistant import synth
+from asr.data.voice_assistant import stats
+from asr.data.voice_assistant import textgen
 
 HAVE_TINY_ENGINES = bool(shutil.which('flite') or shutil.which('espeak-ng'))
 needs_engines = pytest.mark.skipif(not HAVE_TINY_ENGINES,
@@ -91,8 +94,8 @@ def test_audio_length_follows_its_transcript(tiny):
 
 @needs_engines
 def test_test_splits_use_held_out_voices_only(tiny):
-  held_out = set(tiny.metadata['voices']['held_out'])
-  train_voices = set(tiny.metadata['voices']['train'])
+  held_out = set(tiny.metadata['speakers']['held_out'])
+  train_voices = set(tiny.metadata['speakers']['train'])
   assert held_out and not held_out & train_voices
   for split, examples in tiny.examples.items():
     voices = {ex['voice'] for ex in examples}
@@ -102,6 +105,16 @@ def test_test_splits_use_held_out_voices_only(tiny):
       assert voices <= train_voices, split
   heard_in_training = {ex['voice'] for d in TINY_DOMAINS for ex in tiny.examples[f'{d}_train']}
   assert not heard_in_training & held_out
+  # No speaker derived from a held-out base voice is heard in training.
+  held_bases = set(tiny.metadata['base_voices']['held_out'])
+  assert held_bases and not {v.rsplit('/', 1)[0] for v in heard_in_training} & held_bases
+  assert {v.rsplit('/', 1)[0] for v in held_out} == held_bases
+  for split, count in tiny.metadata['speakers_per_split'].items():
+    assert count == len({ex['voice'] for ex in tiny.examples[split]}), split
+  assert len(heard_in_training) >= 40
+  settings = tiny.metadata['speaker_settings']
+  assert set(settings) == held_out | train_voices
+  assert all(settings[v]['base'] == v.rsplit('/', 1)[0] for v in settings)
 
 
 @needs_engines
@@ -161,7 +174,8 @@ def test_build_reuses_a_built_corpus(tiny, capsys):
 
 
 def test_loading_an_unbuilt_corpus_says_how_to_build_it(tmp_path):
-  with pytest.raises(corpus.NotBuiltError, match='python -m asr.data.corpus --config=small'):
+  with pytest.raises(corpus.NotBuiltError,
+                     match='python -m asr.data.voice_assistant.corpus --config=small'):
     corpus.load('small', 'base_train', str(tmp_path))
   with pytest.raises(ValueError, match='unknown voice_assistant config'):
     corpus.load('huge', 'base_train', str(tmp_path))
@@ -174,6 +188,13 @@ def test_stats_report_every_split(tiny):
     assert f'| {split} | {len(examples)} |' in report
   assert 'out of vocabulary for all earlier domains' in report
   assert 'test only (held out)' in report
+  for split, examples in tiny.examples.items():
+    speakers_heard = len({ex['voice'] for ex in examples})
+    assert f'| {split} | {len(examples)} | ' in report
+    row = next(line for line in report.splitlines() if line.startswith(f'| {split} |'))
+    assert row.split(' | ')[3] == str(speakers_heard), row
+  for group in {ex['voice'].rsplit('/', 1)[0] for exs in tiny.examples.values() for ex in exs}:
+    assert f'| {group} | ' in report, group
 
 
 def test_default_data_dir_is_in_the_repo_or_the_env_var():
@@ -233,10 +254,115 @@ def test_packed_engines_run_from_their_folder_alone(tmp_path):
     assert result.stdout.strip().strip('"').startswith(str(tmp_path))
 
 
-def test_prosody_is_fixed_by_the_seed():
-  assert engines.Prosody.from_seed(5) == engines.Prosody.from_seed(5)
-  rates = {engines.Prosody.from_seed(s).rate for s in range(50)}
-  assert len(rates) > 10 and min(rates) >= 0.9 and max(rates) <= 1.12
+def test_prosody_is_fixed_by_the_speaker_and_the_seed():
+  speaker = speakers.get('flite/awb/05')
+  assert speaker.prosody(5) == speaker.prosody(5)
+  rates = [speaker.prosody(s).rate for s in range(200)]
+  pitches = [speaker.prosody(s).pitch for s in range(200)]
+  assert len(set(rates)) > 10
+  # The engine speaks 1/shift slower, so that after the shift the speaker's own rate remains.
+  expected = speaker.rate / speaker.shift
+  assert min(rates) >= 0.95 * expected - 1e-3 and max(rates) <= 1.05 * expected + 1e-3
+  assert np.mean(rates) == pytest.approx(expected, rel=0.01)
+  assert np.mean(pitches) == pytest.approx(speaker.pitch, rel=0.01)
+  assert speakers.get('espeak/en-us/m3').prosody(1).variant == 'm3'
+  with pytest.raises(speakers.SpeakerError, match="unknown speaker 'flite/awb/99'"):
+    speakers.get('flite/awb/99')
+
+
+def test_speaker_shift_raises_pitch_and_shortens_by_its_factor():
+  sr = 22050
+  t = np.arange(sr) / sr
+  wave = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+  speaker = dataclass_replace(speakers.get('flite/awb/00'), shift=1.1)
+  out = synth.speaker_audio(wave, sr, speaker)
+  assert len(out) == pytest.approx(16000 / 1.1, abs=3)
+  assert _peak_hz(out, 16000) == pytest.approx(220, abs=2)
+
+
+# --- speakers ----------------------------------------------------------------------------------
+
+def _all_speakers_split():
+  return speakers.split_speakers(list(engines.VOICES),
+                                 variants_present=set(speakers.ESPEAK_VARIANTS))
+
+
+def _base(name):
+  return name.rsplit('/', 1)[0]
+
+
+def _variant(name):
+  return name.rsplit('/', 1)[1] if name.startswith('espeak/') else ''
+
+
+def test_held_out_base_voices_and_their_variants_never_train():
+  train, held = _all_speakers_split()
+  train_names, held_names = {s.name for s in train}, {s.name for s in held}
+  assert not train_names & held_names
+  held_bases = {'flite/rms', 'festival/ked', 'espeak/en-gb-scotland', 'espeak/en-gb-x-gbcwmd'}
+  assert {_base(n) for n in held_names} == held_bases
+  assert not {_base(n) for n in train_names} & held_bases
+  # espeak-ng: no held-out speaker shares an accent or a variant family with a training one.
+  family = lambda v: v if len(v) == 2 and v[0] in 'mf' else v.rstrip('0123456789')
+  train_families = {family(_variant(n)) for n in train_names if n.startswith('espeak/')}
+  held_families = {family(_variant(n)) for n in held_names if n.startswith('espeak/')}
+  assert held_families and not train_families & held_families
+  # Every speaker of a held-out flite/festival voice is held out.
+  assert sum(n.startswith('flite/rms/') for n in held_names) == speakers.DERIVED_PER_VOICE
+  assert len(train) >= 200 and len(held) >= 30
+  # A base voice keeps its share of the split, whatever the number of its speakers.
+  share = {}
+  for s in train:
+    share[s.base] = share.get(s.base, 0) + s.weight
+  for base, weight in share.items():
+    assert weight == pytest.approx(engines.VOICES_BY_NAME[base].weight), base
+
+
+def test_planned_speakers_follow_the_split_kinds(config_texts):
+  train, held = _all_speakers_split()
+  small = builder.CONFIGS_BY_NAME['small']
+  utterances = plan.make_plan(builder.plan_spec(small), train, held)
+  held_bases = set(engines.HELD_OUT)
+  for split, utts in utterances.items():
+    names = {u.voice for u in utts}
+    if split.endswith('_test'):
+      assert names <= {s.name for s in held}, split
+      assert {_base(n) for n in names} <= held_bases, split
+    else:
+      assert names <= {s.name for s in train}, split
+      assert not {_base(n) for n in names} & held_bases, split
+    # Sentences are those of the text-level plan, whatever the speakers.
+    assert [(u.id, u.transcript) for u in utts] == config_texts['small'][split], split
+  base_train = utterances['base_train']
+  heard = {u.voice for u in base_train}
+  assert len(heard) >= 150 and len({u.voice for u in utterances['base_test']}) >= 25
+  for base in {s.base for s in train}:
+    assert sum(_base(n) == base for n in heard) >= 5, base
+  # Engines keep their share: piper/joe (weight 2 of 7.75) speaks about a quarter.
+  piper = sum(u.voice.startswith('piper/') for u in base_train) / len(base_train)
+  assert 0.2 < piper < 0.32
+
+
+def test_speaker_settings_depend_on_the_name_only():
+  before = dict(speakers.all_speakers())
+  speakers.all_speakers.cache_clear()
+  assert speakers.all_speakers() == before
+  for s in before.values():
+    if s.name.endswith('/00'):
+      assert (s.pitch, s.rate, s.shift) == (1.0, 1.0, 1.0)
+    else:
+      assert speakers.PITCH_RANGE[0] <= s.pitch <= speakers.PITCH_RANGE[1]
+      assert speakers.RATE_RANGE[0] <= s.rate <= speakers.RATE_RANGE[1]
+      assert speakers.SHIFT_RANGE[0] <= s.shift <= speakers.SHIFT_RANGE[1]
+  derived = [s for s in before.values() if s.base == 'flite/awb']
+  assert len({(s.pitch, s.rate, s.shift) for s in derived}) == len(derived)
+
+
+def test_missing_espeak_variants_are_named_and_skipped(capsys):
+  voices = [engines.VOICES_BY_NAME[n] for n in ('espeak/en-us', 'espeak/en-gb-scotland')]
+  train, held = speakers.split_speakers(voices, variants_present={'m1', 'm3', 'm6'})
+  assert {s.variant for s in train} == {'m1', 'm3'} and {s.variant for s in held} == {'m6'}
+  assert 'espeak-ng lacks' in capsys.readouterr().out
 
 
 # --- text generation ---------------------------------------------------------------------------
@@ -316,6 +442,8 @@ def test_plan_is_deterministic_unique_and_sized():
                        update_sizes=(20, 5, 5), seed=3, max_words=9, free_form_share=0.1)
   train, held = _fake_voices()
   first, second = plan.make_plan(spec, train, held), plan.make_plan(spec, train, held)
+  all_train, all_held = _all_speakers_split()
+  assert plan.make_plan(spec, all_train, all_held) == plan.make_plan(spec, all_train, all_held)
   assert first == second
   other_seed = plan.make_plan(dataclass_replace(spec, seed=4), train, held)
   assert [u.transcript for u in other_seed['base_train']] != \
@@ -326,6 +454,68 @@ def test_plan_is_deterministic_unique_and_sized():
   assert {u.voice for u in first['base_test'] + first['update_1_test']} == {'flite/rms'}
   assert 'flite/rms' not in {u.voice for k, utts in first.items() if not k.endswith('_test')
                              for u in utts}
+
+
+@pytest.fixture(scope='module')
+def config_texts():
+  """config name -> split -> [(utterance id, transcript)], at the text level (no audio)."""
+  out = {}
+  for config in builder.CONFIGS:
+    sentences = plan.plan_sentences(builder.plan_spec(config))
+    out[config.name] = {
+        split: [(f'{split.rsplit("_" + _kind(split), 1)[0]}/{_kind(split)}/{p:06d}',
+                 s.transcript) for p, s in items]
+        for split, items in sentences.items()}
+  return out
+
+
+def _kind(split):
+  for kind in ('test_seen', 'test', 'train'):
+    if split.endswith('_' + kind):
+      return kind
+  raise KeyError(split)
+
+
+def test_no_evaluated_sentence_is_in_any_train_split_of_any_config(config_texts):
+  # Every pair, the same config included: a model trained on `full` is evaluated on `tiny`'s
+  # and `small`'s test splits too.
+  for evaluated, splits in config_texts.items():
+    for trained, other in config_texts.items():
+      train = {t for split, items in other.items() if _kind(split) == 'train' for _, t in items}
+      for split, items in splits.items():
+        if _kind(split) != 'train':
+          leaked = {t for _, t in items} & train
+          assert not leaked, (evaluated, split, trained, sorted(leaked)[:3])
+
+
+def test_smaller_configs_are_subsets_of_larger_ones(config_texts):
+  sizes = {c.name: c for c in builder.CONFIGS}
+  assert (sizes['tiny'].subset_of, sizes['small'].subset_of) == ('small', 'full')
+  for inner, outer in (('tiny', 'small'), ('small', 'full'), ('tiny', 'full')):
+    for split, items in config_texts[inner].items():
+      assert set(items) <= set(config_texts[outer][split]), (inner, outer, split)
+  # small takes each split's first sentences of full: a prefix, in order.
+  for split, items in config_texts['small'].items():
+    assert items == config_texts['full'][split][:len(items)], split
+  for config in builder.CONFIGS:
+    for split, items in config_texts[config.name].items():
+      domain = split.rsplit('_' + _kind(split), 1)[0]
+      sizes_ = config.base_sizes if domain == 'base' else config.update_sizes
+      assert len(items) == sizes_[plan.SPLIT_KINDS.index(_kind(split))], (config.name, split)
+      assert len({t for _, t in items}) == len(items), (config.name, split)
+      if config.max_words:
+        assert all(len(t.split()) <= config.max_words for _, t in items)
+
+
+def test_a_config_larger_than_the_one_it_is_part_of_is_refused():
+  small = builder.CONFIGS_BY_NAME['small']
+  tiny = dataclass_replace(builder.CONFIGS_BY_NAME['tiny'], base_sizes=(1101, 16, 16))
+  with pytest.raises(ValueError, match=r'base_train: 1101 utterances .* first 1100'):
+    plan.plan_sentences(builder.plan_spec(tiny))
+  too_few_short = dataclass_replace(builder.CONFIGS_BY_NAME['tiny'], base_sizes=(1100, 16, 16))
+  with pytest.raises(ValueError, match=r'base_train: only \d+ of the first 1100 sentences'):
+    plan.plan_sentences(builder.plan_spec(too_few_short))
+  assert small.base_sizes[0] == 1100
 
 
 def dataclass_replace(spec, **changes):

@@ -12,7 +12,7 @@ import sys
 import ml_collections
 import pytest
 
-from asr.data import corpus
+from asr.data.voice_assistant import corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_engines = pytest.mark.skipif(not (shutil.which('flite') or shutil.which('espeak-ng')),

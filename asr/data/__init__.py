@@ -1,1 +1,2 @@
-"""Corpora (tfds builders over array_record), folder ingestion, and length-bucketed batching."""
+"""Loaders and batching: length-bucketed batching, folder ingestion, LibriSpeech; the embedded
+synthetic corpus is the `voice_assistant` package."""

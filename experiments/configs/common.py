@@ -9,7 +9,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.source = 'voice_assistant'      # voice_assistant | folder | librispeech
   c.data.corpus = 'tiny'                 # builder config of voice_assistant: tiny | small | full
-  c.data.data_dir = ''                   # '' -> asr.data.corpus.DEFAULT_DATA_DIR
+  c.data.data_dir = ''                   # '' -> asr.data.voice_assistant.corpus.DEFAULT_DATA_DIR
   c.data.train_split = 'base_train'
   c.data.eval_split = 'base_test'        # held-out voices
   c.data.folder = ''                     # source=folder: audio folder (+ transcripts file)

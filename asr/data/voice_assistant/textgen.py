@@ -1,4 +1,4 @@
-"""Voice-assistant sentences from the templates and slot lists in `asr/data/text/`.
+"""Voice-assistant sentences from the templates and slot lists in `asr/data/voice_assistant/text/`.
 
 A template such as `remind me to {task} at {time}` is filled with slot values: open slots (names,
 places, items, artists ...) come from `text/slots/<domain>/<slot>.txt`, closed ones (rooms, list
@@ -284,6 +284,7 @@ class DomainSampler:
     own = slot_lists.get(domain, {})
     self.open_slots = set(own)
     self.slots.update(own)
+    self._pools = {}
     # Dictionary words, cut like the open slots into a train pool and a test-only pool.
     self.words = words
     self.word_pools = {
@@ -332,13 +333,20 @@ class DomainSampler:
     # Every slot closed (common) or redefined by this domain, and at least one redefined.
     return all(s in self.slots for s in needed) and any(s in self.open_slots for s in needed)
 
+  def _split_pool(self, slot: str) -> tuple[tuple, tuple]:
+    """(held back for test sentences, kept), hashed once per slot: the hashing, not the
+    drawing, is most of a sentence's cost."""
+    if slot not in self._pools:
+      values = self.slots[slot]
+      held_back = tuple(v for v in values
+                        if stable_fraction(self.domain, slot, v) < TEST_ONLY_SHARE)
+      self._pools[slot] = held_back, tuple(v for v in values if v not in held_back)
+    return self._pools[slot]
+
   def _pool(self, slot: str, role: str, rng) -> tuple:
-    values = self.slots[slot]
     if slot not in self.open_slots:
-      return values
-    held_back = tuple(v for v in values
-                      if stable_fraction(self.domain, slot, v) < TEST_ONLY_SHARE)
-    kept = tuple(v for v in values if v not in held_back)
+      return self.slots[slot]
+    held_back, kept = self._split_pool(slot)
     if role == 'train' or not held_back:
       return kept
     return held_back if rng.random() < TEST_NEW_VALUE_PROB else kept

@@ -1,14 +1,16 @@
 """`voice_assistant`: the embedded synthetic speech corpus, as a tfds builder (array_record).
 
 Voice-assistant commands (and free-form sentences where a text source is installed) spoken by the
-TTS engines present on the machine (see `engines.py`), augmented (speed, reverberation, noise,
-gain) and stored as int16 16 kHz audio without TensorFlow. Splits per domain D: `D_train`,
-`D_test` (held-out voices only) and `D_test_seen` (training voices, sentences in no train split).
+TTS engines present on the machine (see `engines.py`) as a few hundred speakers derived from their
+voices (see `speakers.py`), augmented (speed, reverberation, noise, gain) and stored as int16
+16 kHz audio without TensorFlow. Splits per domain D: `D_train`, `D_test` (held-out speakers
+only: none shares a base voice with a training speaker) and `D_test_seen` (training speakers),
+both with sentences in no train split of any config.
 Domains: `base`, then `update_1` ... `update_5`, each bringing slot values never heard before and
 at least one new intent, for sequential model updates.
 
-Build and read through `asr.data.corpus` (`build`, `load`); this module holds only the builder so
-that `python -m asr.data.corpus` does not register it twice.
+Build and read through `asr.data.voice_assistant.corpus` (`build`, `load`); this module holds
+only the builder so that `python -m asr.data.voice_assistant.corpus` does not register it twice.
 """
 import collections
 import contextlib
@@ -23,11 +25,12 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 import tqdm
 
-from asr.data import augment
-from asr.data import engines
-from asr.data import plan
-from asr.data import synth
-from asr.data import textgen
+from asr.data.voice_assistant import augment
+from asr.data.voice_assistant import engines
+from asr.data.voice_assistant import plan
+from asr.data.voice_assistant import speakers
+from asr.data.voice_assistant import synth
+from asr.data.voice_assistant import textgen
 
 UPDATE_DOMAINS = tuple(f'update_{i}' for i in range(1, 6))
 
@@ -58,17 +61,22 @@ class CorpusConfig(tfds.core.BuilderConfig):
   free_form_share: float = 0.12
   batch_size: int = 16
   seed: int = 0
+  # The config this one is a subset of: each of its splits draws only from the sentences of
+  # that config's split (same seed, same streams), so a model trained on the larger config has
+  # never heard any test sentence of the smaller one.
+  subset_of: str = ''
 
 
 CONFIGS = (
     CorpusConfig(
         name='tiny', description='188 short utterances, flite and espeak-ng only: tests and CI.',
         domains=('base', 'update_1', 'update_2'), base_sizes=(60, 16, 16),
-        update_sizes=(24, 12, 12), tts_engines=('flite', 'espeak'), max_words=7, batch_size=8),
+        update_sizes=(24, 12, 12), tts_engines=('flite', 'espeak'), max_words=7, batch_size=8,
+        subset_of='small'),
     CorpusConfig(
         name='small', description='About 2 hours, all engines: the CPU demo.',
         domains=('base',) + UPDATE_DOMAINS, base_sizes=(1100, 120, 120),
-        update_sizes=(180, 40, 40)),
+        update_sizes=(180, 40, 40), subset_of='full'),
     CorpusConfig(
         name='full', description='20+ hours, all engines, base plus five update domains.',
         domains=('base',) + UPDATE_DOMAINS, base_sizes=(12000, 800, 800),
@@ -76,11 +84,43 @@ CONFIGS = (
 )
 
 
+CONFIGS_BY_NAME = {c.name: c for c in CONFIGS}
+
+
+def plan_spec(config: CorpusConfig) -> plan.PlanSpec:
+  """The plan of a config, bounded by the config it is a subset of (`subset_of`)."""
+  outer = CONFIGS_BY_NAME[config.subset_of] if config.subset_of else config
+  if config.subset_of:
+    if (outer.seed, outer.free_form_share) != (config.seed, config.free_form_share):
+      raise ValueError(f'voice_assistant/{config.name}: seed and free_form_share must equal '
+                       f'those of {outer.name}, the config it is a subset of')
+    missing = sorted(set(config.domains) - set(outer.domains))
+    if missing:
+      raise ValueError(f'voice_assistant/{config.name}: domains {missing} are not in '
+                       f'{outer.name}, the config it is a subset of')
+  return plan.PlanSpec(domains=config.domains, base_sizes=config.base_sizes,
+                       update_sizes=config.update_sizes, seed=config.seed,
+                       max_words=config.max_words, free_form_share=config.free_form_share,
+                       base_limits=outer.base_sizes, update_limits=outer.update_sizes)
+
+
 class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
   """Synthetic voice-assistant speech from the TTS engines installed here."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '1.1.0': 'One sentence stream per split for every config: tiny is a subset of small, '
+               'small of full, and no test or test_seen sentence of any config is in any train '
+               'split (the kind of a sentence is a hash of its transcript). Speakers are drawn '
+               'per utterance id. Same sizes, different sentences.',
+      '2.0.0': 'Speakers derived from the base voices (speakers.py): 16 per flite, festival and '
+               'piper voice (pitch, rate, formant shift), and one per espeak-ng variant for 8 '
+               'accents; the `voice` feature names the speaker (flite/awb/07, espeak/en-us/m3). '
+               'Held out: flite/rms, festival/ked, espeak-ng en-gb-scotland and en-gb-x-gbcwmd '
+               'with every speaker derived from them, and 6 espeak-ng variant families. Metadata '
+               'records the speakers, their settings and the number per split.',
+  }
   BUILDER_CONFIGS = list(CONFIGS)
   DEFAULT_CONFIG_NAME = 'tiny'
 
@@ -140,12 +180,9 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
     wanted = tuple(e for e in config.tts_engines
                    if self._engines_allowed is None or e in self._engines_allowed)
     voices = engines.find_voices(wanted, env)
-    train_voices, held_out = engines.split_voices(voices)
+    train_speakers, held_out = speakers.split_speakers(voices, env)
     sources = textgen.text_sources()
-    spec = plan.PlanSpec(domains=config.domains, base_sizes=config.base_sizes,
-                         update_sizes=config.update_sizes, seed=config.seed,
-                         max_words=config.max_words, free_form_share=config.free_form_share)
-    utterances = plan.make_plan(spec, train_voices, held_out)
+    utterances = plan.make_plan(plan_spec(config), train_speakers, held_out)
     transcripts = {name: [u.transcript for u in utts] for name, utts in utterances.items()}
     oov = plan.update_oov_shares(transcripts, config.domains)
     for domain, share in oov.items():
@@ -154,10 +191,16 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
     used = sorted({v.engine for v in voices})
     self.info.metadata.update({
         'config': config.name,
+        'subset_of': config.subset_of,
         'seed': config.seed,
         'engines': {e: engines.engine_version(e, env) for e in used},
-        'voices': {'train': [v.name for v in train_voices],
-                   'held_out': [v.name for v in held_out]},
+        'base_voices': {'train': sorted({s.base for s in train_speakers}),
+                        'held_out': sorted({s.base for s in held_out})},
+        'speakers': {'train': [s.name for s in train_speakers],
+                     'held_out': [s.name for s in held_out]},
+        'speaker_settings': {s.name: s.describe() for s in train_speakers + held_out},
+        'speakers_per_split': {name: len({u.voice for u in utts})
+                               for name, utts in utterances.items()},
         'text_sources': sources,
         'augmentation': dataclasses.asdict(augment.AugmentConfig()),
         'oov_share_vs_earlier_domains': {d: round(s, 6) for d, s in oov.items()},
@@ -189,6 +232,7 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
         seconds = len(audio) / augment.SAMPLE_RATE
         self._seconds[('split', u.split)] += seconds
         self._seconds[('voice', u.voice)] += seconds
+        self._seconds[('group', speakers.get(u.voice).base)] += seconds
         self._seconds[('domain', u.domain)] += seconds
         if self._progress is not None:
           self._progress.update(1)

