@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 WORKDIR ?= workdirs/demo
 
-.PHONY: setup demo test reproduce bench-reference
+.PHONY: setup demo test base reproduce bench-reference
 
 setup:
 	@bash tools/setup.sh
@@ -13,6 +13,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -n 2 -q tests
+
+# The base recognizer (experiments/configs/base.py): builds `full` if needed, trains (resuming),
+# then exports it. `pretrained/base` ships the result of this command.
+base: setup
+	$(PY) launch.py --config=experiments/configs/base.py --workdir=workdirs/base
+	$(PY) launch.py --config=experiments/configs/base.py --workdir=workdirs/base --mode=export \
+	    --export_dir=workdirs/base/export
 
 # The full-size experiments of both halves on the `full` corpus (run on a GPU machine; see
 # README "Running on a GPU"): every AmNet row, then the diff chains, then the report.

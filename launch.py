@@ -1,7 +1,7 @@
 """The one entry point: every experiment runs through here.
 
   python launch.py --config=experiments/configs/tiny_rnnt.py --workdir=workdirs/tiny \
-      [--mode=train|eval|transcribe|...] [--config.train.steps=500 ...]
+      [--mode=train|eval|transcribe|export|...] [--config.train.steps=500 ...]
   python launch.py --sweep=experiments/sweeps/amnet_cpu.py --workdir=workdirs/amnet_cpu \
       [--mode=train|report] [--sweep_print]
 
@@ -28,6 +28,7 @@ flags.DEFINE_enum('mode', 'train', sorted(modes.MODES), 'What to run.')
 flags.DEFINE_string('sweep', None, 'A sweep file: run (or report) all its points under workdir.')
 flags.DEFINE_bool('sweep_print', False, 'With --sweep: print one command per point and exit.')
 flags.DEFINE_string('audio', '', 'mode=transcribe: an audio file or a folder of them.')
+flags.DEFINE_string('export_dir', '', 'mode=export: the folder to write (default WORKDIR/export).')
 FLAGS = flags.FLAGS
 
 
@@ -52,7 +53,7 @@ def main(argv):
     raise app.UsageError(f'--config is required for --mode={FLAGS.mode}')
   if cfg is not None:
     validate.check(cfg)
-  modes.MODES[FLAGS.mode](cfg, FLAGS.workdir, audio=FLAGS.audio)
+  modes.MODES[FLAGS.mode](cfg, FLAGS.workdir, audio=FLAGS.audio, export_dir=FLAGS.export_dir)
 
 
 def run(argv):

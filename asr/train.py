@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import signal
+import time
 from typing import Any, Callable
 
 import jax
@@ -26,6 +27,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from asr import checkpoint as ckpt_lib
+from asr import export
 from asr import features
 from asr import frontend
 from asr import metric_writer
@@ -248,6 +250,9 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
           evaluate_fn=None, log=print):
   """Trains to `cfg.train.steps`, resuming from `workdir`'s latest checkpoint if present.
 
+  `eval_data` is one dataset or a dict {split name: dataset}; eval records then hold
+  `<split>/<metric>`. Every record carries `wall_s`, the run's training wall time so far (kept
+  across resumes), so learning curves can be drawn against time.
   Returns (variables, feature stats, history): history holds the last train/eval metrics.
   """
   tcfg = cfg.train
@@ -276,12 +281,17 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
       raise ValueError(f'{workdir}: checkpoint was written with a different data or seed '
                        f'({meta}); use a fresh --workdir')
     log(f'resumed from step {int(state["step"])} ({workdir}/checkpoints)')
+    wall_before = float(meta.get('wall_s', 0.0))
+  else:
+    wall_before = 0.0
   state, fixed, stats_dev = replicate(state, mesh), replicate(fixed, mesh), replicate(stats, mesh)
   train_step = make_train_step(model, cfg, optimizer, parametrization)
   writer = metric_writer.MetricWriter(workdir)
   start = int(state['step'])
+  started = time.perf_counter()
+  wall = lambda: wall_before + time.perf_counter() - started
   meta = lambda step: {'step': step, 'epoch': step // per_epoch, 'batches_per_epoch': per_epoch,
-                       'seed': cfg.seed}
+                       'seed': cfg.seed, 'wall_s': wall()}
   history = {}
   progress = metric_writer.Progress(start, tcfg.steps, log=log)
   preempt = _Preemption()
@@ -304,7 +314,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
         metrics = jax.device_get(metrics)
         record = {k: float(v) for k, v in metrics.items()}
         record.update(step=step + 1, epoch=epoch, compilations=len(train_step.traces),
-                      skipped_nonfinite=int(state['skipped']))
+                      skipped_nonfinite=int(state['skipped']), wall_s=wall())
         writer.write('train', record)
         history['train'] = record
         progress.update(step + 1, record['loss'])
@@ -318,8 +328,15 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
           (step + 1) % tcfg.eval_every == 0 or done):
         variables = parametrization.apply(jax.device_get(state['trainable']),
                                           jax.device_get(fixed))
-        result = evaluate_fn(variables, eval_data, stats)
-        writer.write('eval', dict(result, step=step + 1))
+        eval_start = time.perf_counter()
+        if isinstance(eval_data, dict):
+          result = {f'{name}/{k}': v for name, data in eval_data.items()
+                    for k, v in evaluate_fn(variables, data, stats).items()}
+        else:
+          result = evaluate_fn(variables, eval_data, stats)
+        # Evaluation time is not training time: the curve's x axis excludes it.
+        started += time.perf_counter() - eval_start
+        writer.write('eval', dict(result, step=step + 1, wall_s=wall()))
         history['eval'] = result
         log(f'step {step + 1}: eval ' + ' '.join(f'{k}={v:.4g}' for k, v in result.items()
                                                  if isinstance(v, float)))
@@ -340,7 +357,10 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
 
 
 def load_params(workdir: str):
-  """The trained params (numpy pytree) of `workdir`'s latest checkpoint, any model."""
+  """The trained params (numpy pytree) of `workdir`'s latest checkpoint, or of an exported
+  model (`asr.export`), any model."""
+  if export.is_exported(workdir):
+    return export.load(workdir)[0]
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), every=1)
   if ckpt.latest_step() is None:
     raise FileNotFoundError(f'{workdir}/checkpoints: no checkpoint to initialise from')
@@ -365,7 +385,18 @@ def restore_state(cfg, workdir: str, parametrization: Parametrization, init_vars
 
 
 def load_trained(cfg, workdir: str, model, dataset, parametrization=None):
-  """(variables, stats) of the latest checkpoint in `workdir`, for eval and transcription."""
+  """(variables, stats) of the latest checkpoint in `workdir` (or of an exported model), for
+  eval and transcription."""
+  if export.is_exported(workdir):
+    params, stats = export.load(workdir)
+    init = init_variables(model, cfg, dataset, cfg.seed)
+    # The exported tree must be the model's: same paths, same shapes.
+    want = jax.tree_util.tree_map(np.shape, init['params'])
+    got = jax.tree_util.tree_map(np.shape, params)
+    if want != got:
+      raise ValueError(f'{workdir}: the exported parameters do not fit this config\'s model '
+                       '(pass the export\'s own config.json as --config)')
+    return {**init, 'params': params}, stats
   parametrization = parametrization or plain_parametrization()
   trainable, fixed = restore_state(cfg, workdir, parametrization,
                                    init_variables(model, cfg, dataset, cfg.seed))

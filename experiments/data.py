@@ -1,4 +1,6 @@
 """Config -> in-memory bucketed splits (`asr.data.batching.Dataset`) from the configured source."""
+import os
+
 from asr import features
 from asr.data import batching
 
@@ -20,6 +22,25 @@ def source(cfg, split: str, log=print):
     from asr.data import librispeech  # pylint: disable=g-import-not-at-top
     return librispeech.load_librispeech(split, d.data_dir or None)
   raise ValueError(f'data.source={d.source!r} is not one of voice_assistant, folder, librispeech')
+
+
+def fingerprint(cfg) -> str:
+  """What the training data was: the corpus name, version and a sha256 of its metadata (the
+  plan, speakers and split sizes), or the source for other sources."""
+  d = cfg.data
+  if d.source != 'voice_assistant':
+    return f'{d.source}: {d.folder or d.data_dir or "default"}'
+  import glob  # pylint: disable=g-import-not-at-top
+  import hashlib  # pylint: disable=g-import-not-at-top
+  from asr.data.voice_assistant import corpus  # pylint: disable=g-import-not-at-top
+  root = os.path.join(d.data_dir or corpus.DEFAULT_DATA_DIR, 'voice_assistant', d.corpus)
+  versions = sorted(glob.glob(os.path.join(root, '*', 'metadata.json')))
+  if not versions:
+    return f'voice_assistant/{d.corpus} (not built)'
+  path = versions[-1]
+  with open(path, 'rb') as f:
+    digest = hashlib.sha256(f.read()).hexdigest()[:16]
+  return f'voice_assistant/{d.corpus} {os.path.basename(os.path.dirname(path))} sha256:{digest}'
 
 
 def buckets(cfg) -> batching.Buckets:

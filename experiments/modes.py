@@ -3,6 +3,7 @@ import json
 import os
 
 from absl import logging
+import jax
 
 from amortized import compression
 from amortized import encoder as amnet
@@ -11,6 +12,7 @@ from asr import train as train_lib
 from asr.data import batching
 from experiments import data as data_lib
 from experiments import models
+from experiments import report
 from experiments import sweep as sweep_lib
 
 
@@ -35,14 +37,21 @@ def train(cfg, workdir: str, **_):
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     f.write(cfg.to_json_best_effort(indent=1))
+  with open(os.path.join(workdir, 'runs.jsonl'), 'a') as f:    # one line per start or resume
+    f.write(json.dumps(report.stamp()) + '\n')
   model = models.build_model(cfg)
   train_data = data_lib.load_split(cfg, cfg.data.train_split)
   eval_data = data_lib.load_split(cfg, cfg.data.eval_split)
+  extra = [s.strip() for s in cfg.data.extra_eval_splits.split(',') if s.strip()]
+  if extra:
+    eval_data = {cfg.data.eval_split: eval_data,
+                 **{split: data_lib.load_split(cfg, split) for split in extra}}
   evaluator = evaluate_lib.Evaluator(model, cfg)
   param, init_vars = parametrization_and_init(cfg, model, train_data)
   _, _, history = train_lib.train(cfg, workdir, model, train_data, eval_data,
                                   parametrization=param, init_vars=init_vars,
                                   evaluate_fn=evaluator)
+  report.learning_curves(workdir)
   print(json.dumps({'workdir': workdir, **history}, default=float))
   return history
 
@@ -93,6 +102,25 @@ def transcribe(cfg, workdir: str, audio: str = '', **_):
   if skipped.count:
     logging.warning(skipped.summary('transcribe'))
     print(skipped.summary('transcribe'))
+
+
+def export(cfg, workdir: str, export_dir: str = '', **_):
+  """Writes `workdir`'s trained model as an export (asr/export.py) with its model card, to
+  `export_dir` (default `workdir/export`): what `init_from`, `--mode=eval`, `--mode=transcribe`
+  and `diffs.cli apply --params` read."""
+  from asr import export as export_lib  # pylint: disable=g-import-not-at-top
+  from asr import metric_writer  # pylint: disable=g-import-not-at-top
+  out = export_dir or os.path.join(workdir, 'export')
+  model = models.build_model(cfg)
+  variables, stats = train_lib.load_trained(cfg, workdir, model,
+                                            batching.Dataset([], data_lib.buckets(cfg)))
+  params = jax.device_get(variables['params'])
+  evals = [r for r in metric_writer.read_metrics(workdir, 'eval')]
+  trains = metric_writer.read_metrics(workdir, 'train')
+  card = report.model_card(cfg, workdir, params, evals[-1] if evals else {},
+                           trains[-1] if trains else {}, data_lib.fingerprint(cfg))
+  export_lib.write(out, params, cfg.to_json_best_effort(indent=1), stats, card)
+  print(f'exported {workdir} -> {out}')
 
 
 def run_sweep(sweep: dict, root: str, mode: str):
@@ -155,11 +183,11 @@ def bench(cfg, workdir: str, **_):
   return bench_lib.run(cfg, workdir)
 
 
-def report(cfg, workdir: str, **_):
+def report_mode(cfg, workdir: str, **_):
   del cfg, workdir
   raise ValueError('--mode=report needs --sweep=FILE: a report collects the points of a sweep')
 
 
-MODES = {'train': train, 'eval': eval, 'transcribe': transcribe, 'report': report,
-         'diffs': diffs, 'demo': demo, 'bench': bench}
+MODES = {'train': train, 'eval': eval, 'transcribe': transcribe, 'report': report_mode,
+         'diffs': diffs, 'demo': demo, 'bench': bench, 'export': export}
 NO_CONFIG = {'demo'}   # modes that run without --config (demo picks its own)

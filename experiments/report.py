@@ -38,6 +38,52 @@ def command() -> str:
   return 'python ' + ' '.join(sys.argv)
 
 
+def stamp() -> dict:
+  """Who produced a result: command, commit, machine and date."""
+  return {'command': command(), 'commit': commit(), 'machine': machine(),
+          'date': datetime.date.today().isoformat()}
+
+
+def model_card(cfg, workdir: str, params, last_eval: dict, last_train: dict,
+               corpus: str) -> str:
+  """The Markdown card of an exported model: what it is, how it was trained, what it scores."""
+  import json  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  runs = []
+  runs_path = os.path.join(workdir, 'runs.jsonl')
+  if os.path.exists(runs_path):
+    with open(runs_path) as f:
+      runs = [json.loads(line) for line in f if line.strip()]
+  leaves = jax.tree_util.tree_leaves(params)
+  count = sum(int(np.size(x)) for x in leaves)
+  enc = cfg.model.encoder
+  lines = [
+      f'# Model card: `{os.path.basename(os.path.abspath(workdir))}`', '',
+      f'RNN-T with {enc.layers} x LSTM-{enc.units} encoder (branches `{enc.branches}`), '
+      f'predictor LSTM-{cfg.model.pred_units}, joint {cfg.model.joint_dim}, CTC head weight '
+      f'{cfg.model.ctc_weight:g}; {count:,} parameters ({4 * count / 1e6:.1f} MB as float32). '
+      'Character alphabet (tokenizer.json); 80 log-mels, 30 ms encoder frames.', '',
+      f'- corpus: {corpus} (train split `{cfg.data.train_split}`)',
+      f'- training: {last_train.get("step", "?")} steps, '
+      f'{last_train.get("wall_s", float("nan")) / 60:.1f} min of training wall time',
+  ]
+  for run in runs:
+    lines.append(f'- trained by `{run["command"]}` at commit {run["commit"]} on {run["machine"]}, '
+                 f'{run["date"]}')
+  lines.append(f'- exported by `{command()}` at commit {commit()}, {datetime.date.today()}')
+  splits = sorted({k.split('/')[0] for k in last_eval if '/' in k})
+  if splits:
+    lines += ['', f'Scores at step {last_eval.get("step")} (greedy decoding; the first '
+              f'{cfg.eval.max_utterances or "all"} utterances of each split):', '',
+              '| split | WER % | CER % |', '|---|---:|---:|']
+    lines += [f'| `{s}` | {100 * last_eval[s + "/wer"]:.2f} | {100 * last_eval[s + "/cer"]:.2f} |'
+              for s in splits]
+  elif 'wer' in last_eval:
+    lines += ['', f'Score at step {last_eval.get("step")} on `{cfg.data.eval_split}`: WER '
+              f'{100 * last_eval["wer"]:.2f}%, CER {100 * last_eval["cer"]:.2f}%']
+  return '\n'.join(lines) + '\n'
+
+
 def _fmt(value) -> str:
   if isinstance(value, float):
     if value != value:
@@ -110,6 +156,30 @@ def lines(series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, path: 
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def learning_curves(workdir: str) -> str | None:
+  """`workdir/learning_curve.png`: WER and CER of every evaluated split against training wall
+  minutes, from metrics.jsonl's eval records (None when there are none with a wall time)."""
+  from asr import metric_writer  # pylint: disable=g-import-not-at-top
+  evals = [r for r in metric_writer.read_metrics(workdir, 'eval') if 'wall_s' in r]
+  if not evals:
+    return None
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, metric in zip(axes, ('wer', 'cer')):
+    keys = sorted({k for r in evals for k in r if k == metric or k.endswith('/' + metric)})
+    for key in keys:
+      points = [(r['wall_s'] / 60, 100 * r[key]) for r in evals if key in r]
+      ax.plot(*zip(*points), marker='o', label=key.rsplit('/', 1)[0] if '/' in key else 'eval')
+    ax.set_xlabel('training wall time (min)')
+    ax.set_ylabel(f'{metric.upper()} %')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  path = os.path.join(workdir, 'learning_curve.png')
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
 
 
 def routing_still(log_mel, route, branch_names, backlog_ms, frame_seconds: float, path: str,

@@ -62,3 +62,50 @@ def test_ctc_impossible_labels_are_skipped():
   data = batching.Dataset(ex, batching.Buckets((2.0,), 25.0), ctc_frame_seconds=0.03)
   assert data.ids == ['ok'] and 'too_many' in data.skipped.summary()
   assert 'CTC' in data.skipped.summary()
+
+
+def test_batch_sizes_fill_the_audio_seconds_per_bucket():
+  buckets = batching.Buckets((1.0, 2.0, 3.0, 8.0), 25.0)
+  assert batching.bucket_batch_sizes(buckets, 16) == (16, 16, 16, 16)
+  assert batching.bucket_batch_sizes(buckets, 16, batch_seconds=24.0) == (24, 12, 8, 3)
+  # in multiples of the devices, never fewer rows than devices
+  assert batching.bucket_batch_sizes(buckets, 16, 24.0, multiple=4) == (24, 12, 8, 4)
+  data = batching.Dataset(_examples()[:12], buckets)
+  sizes = (6, 3, 2, 1)
+  members = np.bincount(data.bucket, minlength=4)
+  assert data.batches_per_epoch(sizes) == sum(-(-m // s) for m, s in zip(members, sizes))
+  seen = []
+  for step in range(data.batches_per_epoch(sizes)):
+    batch = data.train_batch(step, sizes, seed=3)
+    bucket = [b for b in range(4) if batch['audio'].shape[1] == buckets.samples(b)][0]
+    assert batch['weights'].shape == (sizes[bucket],)
+    seen += [i for i in range(len(data)) if data.bucket[i] == bucket]
+  assert set(seen) == set(range(len(data)))         # every example in the epoch
+
+
+def test_labels_are_padded_to_the_buckets_longest_label():
+  ex = _examples()[:12]
+  ex[0] = dict(ex[0], transcript='a much longer transcript than the others')
+  data = batching.Dataset(ex, batching.Buckets((1.0, 2.0, 4.0), 50.0))
+  for b in range(3):
+    longest = max(len(data.labels[i]) for i in range(len(data)) if data.bucket[i] == b)
+    assert data.batch([], b, 2)['labels'].shape == (2, -(-longest // 8) * 8)
+
+
+def test_cached_log_mel_equals_the_audios_log_mel():
+  """Batches built from the cache hold, at every valid frame, what the frontend computes from
+  the same batch's audio (the reference), and the same padding."""
+  from asr import frontend
+  import jax
+  data = batching.Dataset(_examples()[:12], batching.Buckets((1.0, 2.0, 4.0), 25.0))
+  reference = {b: data.batch(np.flatnonzero(data.bucket == b)[:3], b, 4) for b in range(3)}
+  fn = jax.jit(lambda a, p: frontend.log_mel(a, p, num_mels=16))
+  data.cache_log_mel(fn, batch_size=2)      # other batch compositions than the reference's
+  for b, ref in reference.items():
+    cached = data.batch(np.flatnonzero(data.bucket == b)[:3], b, 4)
+    assert 'audio' not in cached
+    feats, pads = (np.asarray(x) for x in fn(ref['audio'], ref['audio_paddings']))
+    np.testing.assert_array_equal(cached['log_mel_paddings'], pads)
+    valid = pads == 0
+    np.testing.assert_allclose(cached['log_mel'][valid], feats[valid], rtol=1e-6, atol=1e-6)
+    assert (cached['log_mel'][~valid] == 0).all()

@@ -56,7 +56,8 @@ def test_every_sweep_point_loads_and_validates(tmp_path):
 
 def test_every_shipped_config_validates():
   amnet_rows = [f'amnet.py:{row}' for row in amnet.ROWS]
-  for spec in ['tiny_rnnt.py', *amnet_rows, 'diffs.py', 'diffs.py:tiny', 'diffs.py:cpu',
+  for spec in ['tiny_rnnt.py', 'base.py', 'bench_reference.py:base_lstm_ctc', *amnet_rows,
+               'diffs.py', 'diffs.py:tiny', 'diffs.py:cpu',
                'demo.py:full', 'demo.py:amnet', 'demo.py:diffs']:
     sweep_lib.load_config(f'{ROOT}/experiments/configs/{spec}')
 

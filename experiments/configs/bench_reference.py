@@ -3,6 +3,9 @@
   # CPU: 4 x LSTM-320 + CTC, batch 16 x 150 frames, Adam step
   python launch.py --mode=bench --config=experiments/configs/bench_reference.py:lstm_ctc \
       --workdir=workdirs/bench_reference
+  # CPU: the base recognizer's encoder (and its RNN-T) batched as it trains
+  python launch.py --mode=bench --config=experiments/configs/bench_reference.py:base_lstm_ctc \
+      --workdir=workdirs/bench_base
   # GPU: the paper-sized RNN-T (5 x LSTM-640, batch 32 x 200 frames) against PyTorch cuDNN +
   # torchaudio, and the RNN-T loss against torchaudio's
   python launch.py --mode=bench --config=experiments/configs/bench_reference.py:rnnt ...
@@ -16,6 +19,16 @@ from experiments.configs import common
 
 def get_config(kind: str = 'lstm_ctc'):
   c = common.base_config()
+  if kind in ('base_lstm_ctc', 'base_rnnt'):
+    # The base recognizer's encoder (configs/base.py: 3 x LSTM-192, 240-dim 30 ms frames), at
+    # 8,000 encoder frames per step (80 x 2.4 s, about its 120 s batches of the base domain).
+    kind = kind[len('base_'):]
+    c.model.encoder.layers = 3
+    c.model.encoder.units = 192
+    c.model.pred_units = 128
+    c.model.joint_dim = 128
+    c.bench.reference_shape.update(layers=3, units=192, input_dim=240, batch=80, frames=100,
+                                   labels=40)
   c.bench.reference = kind
   c.bench.steps = 20
   c.bench.warmup = 3

@@ -12,6 +12,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.data_dir = ''                   # '' -> asr.data.voice_assistant.corpus.DEFAULT_DATA_DIR
   c.data.train_split = 'base_train'
   c.data.eval_split = 'base_test'        # held-out voices
+  c.data.extra_eval_splits = ''          # more splits evaluated during training, e.g. base_test_seen
   c.data.folder = ''                     # source=folder: audio folder (+ transcripts file)
   c.data.transcripts = ''
   c.data.bucket_seconds = (2.0, 4.0, 6.0, 8.0)

@@ -1,0 +1,95 @@
+"""An exported model: a folder anyone can load without the training run's checkpoints.
+
+    model.npz           the parameters, one array per '/'-joined path (numpy only; the same
+                        layout the update packages' device side reads and writes)
+    config.json         the model's config (the training config, as JSON)
+    feature_stats.json  the log-mel mean/std the model was trained with
+    tokenizer.json      the alphabet (ids 1..N; 0 is the blank)
+    model_card.md       what it is, how it was made, what it scores (written by the caller)
+
+`load(folder)` returns (params, stats); `is_exported(folder)` tells an export from a workdir,
+so that `init_from`, evaluation and transcription accept either.
+"""
+import json
+import os
+
+import numpy as np
+
+from asr import frontend
+from asr import text as text_lib
+
+PARAMS = 'model.npz'
+FILES = (PARAMS, 'config.json', 'feature_stats.json', 'tokenizer.json')
+
+
+def flatten(tree, prefix: str = '') -> dict[str, np.ndarray]:
+  out = {}
+  for key, value in tree.items():
+    path = f'{prefix}/{key}' if prefix else key
+    if isinstance(value, dict):
+      out.update(flatten(value, path))
+    else:
+      out[path] = np.asarray(value)
+  return out
+
+
+def unflatten(flat: dict) -> dict:
+  root = {}
+  for path, value in flat.items():
+    node = root
+    *parents, last = path.split('/')
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[last] = value
+  return root
+
+
+def _atomic_write(path: str, data: bytes):
+  tmp = path + '.tmp'
+  with open(tmp, 'wb') as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def write(folder: str, params, config_json: str, stats: dict, card: str) -> None:
+  """Writes every file of an export into `folder`, each atomically."""
+  import io  # pylint: disable=g-import-not-at-top
+  os.makedirs(folder, exist_ok=True)
+  buffer = io.BytesIO()
+  np.savez(buffer, **flatten(params))
+  _atomic_write(os.path.join(folder, PARAMS), buffer.getvalue())
+  _atomic_write(os.path.join(folder, 'config.json'), config_json.encode())
+  stats_path = os.path.join(folder, 'feature_stats.json')
+  frontend.save_stats(stats_path + '.part', stats['mean'], stats['std'])
+  os.replace(stats_path + '.part', stats_path)
+  tokenizer = {'alphabet': text_lib.ALPHABET, 'blank_id': text_lib.CharTokenizer.blank_id}
+  _atomic_write(os.path.join(folder, 'tokenizer.json'), json.dumps(tokenizer).encode())
+  _atomic_write(os.path.join(folder, 'model_card.md'), card.encode())
+
+
+def is_exported(folder: str) -> bool:
+  return os.path.isfile(os.path.join(folder, PARAMS))
+
+
+def load(folder: str):
+  """(params as nested numpy dicts, feature stats) of an export; refuses a tokenizer other
+  than this code's, since the ids would then mean other characters."""
+  missing = [f for f in FILES if not os.path.isfile(os.path.join(folder, f))]
+  if missing:
+    raise FileNotFoundError(f'{folder}: not an exported model (missing {", ".join(missing)})')
+  with open(os.path.join(folder, 'tokenizer.json')) as f:
+    tokenizer = json.load(f)
+  if tokenizer.get('alphabet') != text_lib.ALPHABET:
+    raise ValueError(f'{folder}/tokenizer.json: alphabet {tokenizer.get("alphabet")!r} is not '
+                     f'this code\'s {text_lib.ALPHABET!r}')
+  with np.load(os.path.join(folder, PARAMS), allow_pickle=False) as npz:
+    params = unflatten({key: npz[key] for key in npz.files})
+  mean, std = frontend.load_stats(os.path.join(folder, 'feature_stats.json'))
+  return params, {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
+
+
+def config_json(folder: str) -> str:
+  with open(os.path.join(folder, 'config.json')) as f:
+    return f.read()

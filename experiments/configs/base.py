@@ -1,0 +1,34 @@
+"""The base recognizer: a dense 3 x LSTM-192 RNN-T with a CTC head on `full`'s base domain.
+
+  make base     # = python launch.py --config=experiments/configs/base.py --workdir=workdirs/base
+  python launch.py --config=experiments/configs/base.py --workdir=workdirs/base --mode=export \
+      --export_dir=pretrained/base
+
+Batches hold about `data.batch_seconds` of audio (short utterances in larger batches), label
+padding stops at each bucket's longest label, and the train split's log-mel is computed once.
+Both base-domain test splits are scored during training: `base_test` (held-out voices) and
+`base_test_seen` (training voices, unseen sentences); `learning_curve.png` plots them against
+training wall time. Expected: RESULTS.md, "The base recognizer".
+"""
+from experiments.configs import common
+
+
+def get_config():
+  c = common.base_config()
+  c.data.corpus = 'full'
+  c.data.bucket_seconds = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)
+  c.data.batch_seconds = 120.0
+  c.data.extra_eval_splits = 'base_test_seen'
+  c.model.encoder.layers = 3
+  c.model.encoder.units = 192
+  c.model.pred_embed_dim = 32
+  c.model.pred_units = 128
+  c.model.joint_dim = 128
+  c.train.steps = 6000
+  c.train.lr = 5e-3
+  c.train.warmup_steps = 200
+  c.train.eval_every = 500
+  c.train.checkpoint_every = 250
+  c.train.log_every = 25
+  c.eval.max_utterances = 300
+  return c
