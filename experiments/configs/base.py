@@ -24,7 +24,7 @@ def get_config():
   c.model.pred_embed_dim = 32
   c.model.pred_units = 128
   c.model.joint_dim = 128
-  c.train.steps = 6000
+  c.train.steps = 4500
   c.train.lr = 5e-3
   c.train.warmup_steps = 200
   c.train.eval_every = 500
