@@ -296,6 +296,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   progress = metric_writer.Progress(start, tcfg.steps, log=log)
   preempt = _Preemption()
   per_round = parametrization.round_steps or per_epoch
+  window_audio_s, window_start = 0.0, wall()
   try:
     for step in range(start, tcfg.steps):
       epoch = step // per_epoch
@@ -304,8 +305,9 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
             step // per_round, jax.device_get(state['trainable']), jax.device_get(fixed))
         state = dict(state, trainable=replicate(trainable_host, mesh))
         fixed = replicate(fixed_host, mesh)
-      batch = shard_batch(train_data.train_batch(step, sizes, cfg.seed), mesh)
-      state, metrics = train_step(state, fixed, batch, stats_dev)
+      host_batch = train_data.train_batch(step, sizes, cfg.seed)
+      window_audio_s += batching.audio_seconds(host_batch, cfg.frontend.hop_ms / 1000)
+      state, metrics = train_step(state, fixed, shard_batch(host_batch, mesh), stats_dev)
       if tcfg.nan_policy == 'stop' and not bool(metrics['finite']):
         raise NonFiniteError(
             f'non-finite loss or gradient at step {step}; last good checkpoint: step '
@@ -315,6 +317,9 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
         record = {k: float(v) for k, v in metrics.items()}
         record.update(step=step + 1, epoch=epoch, compilations=len(train_step.traces),
                       skipped_nonfinite=int(state['skipped']), wall_s=wall())
+        # Audio trained per second of wall time since the last record (compilation included).
+        record['audio_s_per_s'] = window_audio_s / max(record['wall_s'] - window_start, 1e-9)
+        window_audio_s, window_start = 0.0, record['wall_s']
         writer.write('train', record)
         history['train'] = record
         progress.update(step + 1, record['loss'])

@@ -34,6 +34,7 @@ from experiments import data as data_lib
 from experiments import models
 from experiments import reference
 from experiments import stream_timing
+from experiments.configs import common
 
 
 def _emit(record: dict, rows: list):
@@ -148,9 +149,13 @@ def loss_figures(shape, reps: int) -> list[dict]:
 
 
 def _with_branches(cfg, branches: str):
+  """The config with other branches; a single branch gets the default routing keys, which
+  it does not read (validate.py refuses others)."""
   out = ml_collections.ConfigDict(cfg.to_dict())
   out.model.encoder.branches = branches
   out.model.encoder.init_from = ''
+  if ',' not in branches:
+    out.model.encoder.routing = common.base_config().model.encoder.routing
   return out
 
 
@@ -166,7 +171,7 @@ def run(cfg, workdir: str, **_):
   _emit(main, rows)
   enc = cfg.model.encoder
   stream_models = []
-  if enc.name == 'amnet' and ',' in enc.branches:
+  if ',' in enc.branches:
     full = train_step_figures(_with_branches(cfg, 'main:dense'), 'dense single branch')
     _emit(full, rows)
     _emit({'figure': 'ratio', 'what': 'AmNet train step / full train step',

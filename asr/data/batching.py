@@ -38,6 +38,13 @@ class Buckets:
     return int(math.ceil(self.seconds[b] * self.chars_per_second))
 
 
+def audio_seconds(batch: dict, log_mel_hop: float) -> float:
+  """Seconds of real (unpadded) audio in a batch, from its audio or its cached log-mel."""
+  if 'log_mel_paddings' in batch:
+    return float((1.0 - batch['log_mel_paddings']).sum()) * log_mel_hop
+  return float((1.0 - batch['audio_paddings']).sum()) / SAMPLE_RATE
+
+
 def bucket_batch_sizes(buckets: Buckets, batch_size: int, batch_seconds: float = 0.0,
                        multiple: int = 1) -> tuple[int, ...]:
   """Rows per batch of each bucket: `batch_size` everywhere, or with `batch_seconds` > 0 as many

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from asr import text
-from asr.data import augment
+from asr.data.voice_assistant import augment
 
 SAMPLE_RATE = augment.SAMPLE_RATE
 AUDIO_EXTENSIONS = ('.wav', '.flac')

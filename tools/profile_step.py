@@ -1,0 +1,83 @@
+"""Where the base recognizer's train step spends its time: the whole RNN-T + CTC gradient, the
+encoder with the CTC loss alone, the encoder alone, featurisation, and the RNN-T loss on given
+logits, each timed alone (median of 5 after compilation) on a synthetic batch.
+
+  python tools/profile_step.py BATCH SECONDS LABELS     # e.g. 16 4 100
+
+RESULTS.md, "The base recognizer", quotes its figures.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import optax  # pylint: disable=g-import-not-at-top,wrong-import-position
+from asr import features  # pylint: disable=g-import-not-at-top,wrong-import-position
+from asr import rnnt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments.configs import base as base_cfg  # pylint: disable=wrong-import-position
+
+
+
+def timeit(fn, *args, reps: int = 5) -> float:
+  compiled = jax.jit(fn).lower(*args).compile()
+  jax.block_until_ready(compiled(*args))
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - start)
+  return sorted(times)[reps // 2]
+
+
+def main(batch: int, seconds: float, labels_per_row: int):
+  cfg = base_cfg.get_config()
+  model = models.build_model(cfg)
+  rng = np.random.default_rng(0)
+  samples = int(seconds * 16000)
+  audio = jnp.asarray((rng.standard_normal((batch, samples)) * 3000).astype(np.int16))
+  audio_pads = jnp.zeros((batch, samples))
+  labels = jnp.asarray(rng.integers(1, 29, (batch, labels_per_row)), jnp.int32)
+  label_pads = jnp.zeros((batch, labels_per_row))
+  stats = {'mean': jnp.zeros(80), 'std': jnp.ones(80)}
+  feats, pads = features.featurize(audio, audio_pads, cfg.frontend, stats)
+  params = model.init({'params': jax.random.key(0), 'gumbel': jax.random.key(0)}, feats, pads,
+                      labels, label_pads)['params']
+  encode = lambda p, x, xp: model.apply({'params': p}, x, xp,
+                                        method=lambda m, x, xp: m.encoder(x, xp))
+
+  def full_loss(p, x, xp):
+    out = model.apply({'params': p}, x, xp, labels, label_pads)
+    rnnt_loss = rnnt.rnnt_loss(out['logits'], out['enc_paddings'], labels, label_pads).sum()
+    ctc = optax.ctc_loss(out['ctc_logits'], out['enc_paddings'], labels, label_pads).sum()
+    return rnnt_loss + cfg.model.ctc_weight * ctc
+
+  def ctc_loss(p, x, xp):
+    enc, enc_pads, _ = encode(p, x, xp)
+    logits = model.apply({'params': p}, enc, method=lambda m, e: m.ctc(e))
+    return optax.ctc_loss(logits, enc_pads, labels, label_pads).sum()
+
+  def encoder_only(p, x, xp):
+    return jnp.sum(encode(p, x, xp)[0] ** 2)
+
+  t_feat = timeit(lambda a, ap: features.featurize(a, ap, cfg.frontend, stats,
+                                                   rng=jax.random.key(1)), audio, audio_pads)
+  t_full = timeit(jax.grad(full_loss), params, feats, pads)
+  t_ctc = timeit(jax.grad(ctc_loss), params, feats, pads)
+  t_enc = timeit(jax.grad(encoder_only), params, feats, pads)
+  logits = jax.random.normal(jax.random.key(0), (batch, feats.shape[1], labels_per_row + 1, 29))
+  t_loss = timeit(jax.grad(lambda lg: rnnt.rnnt_loss(lg, pads, labels, label_pads).sum()),
+                  logits)
+  audio_s = batch * seconds
+  print(f'B={batch} secs={seconds} U={labels_per_row} ({batch * feats.shape[1]} encoder '
+        f'frames): featurize {t_feat * 1e3:.0f} ms | RNN-T + CTC gradient {t_full * 1e3:.0f} ms '
+        f'({audio_s / t_full:.0f} audio-s/s) | encoder + CTC {t_ctc * 1e3:.0f} ms '
+        f'({audio_s / t_ctc:.0f}) | encoder alone {t_enc * 1e3:.0f} ms | rnnt_loss on logits '
+        f'{t_loss * 1e3:.0f} ms')
+
+
+if __name__ == '__main__':
+  main(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]))
