@@ -7,40 +7,43 @@ from asr.data import batching
 
 def source(cfg, split: str, log=print):
   """The raw random-access source of a split (dicts with audio, transcript, id, ...)."""
-  d = cfg.data
-  if d.source == 'voice_assistant':
+  data_cfg = cfg.data
+  if data_cfg.source == 'voice_assistant':
     from asr.data.voice_assistant import corpus  # pylint: disable=g-import-not-at-top
-    data_dir = d.data_dir or corpus.DEFAULT_DATA_DIR
-    corpus.build(d.corpus, data_dir)     # no-op when already built
-    return corpus.load(d.corpus, split, data_dir)
-  if d.source == 'folder':
+    data_dir = data_cfg.data_dir or corpus.DEFAULT_DATA_DIR
+    corpus.build(data_cfg.corpus, data_dir)     # no-op when already built
+    return corpus.load(data_cfg.corpus, split, data_dir)
+  if data_cfg.source == 'folder':
     from asr.data import folder  # pylint: disable=g-import-not-at-top
-    examples, report = folder.load_folder(d.folder, d.transcripts or None)
+    examples, report = folder.load_folder(data_cfg.folder, data_cfg.transcripts or None)
     log(report.summary())
     return examples
-  if d.source == 'librispeech':
+  if data_cfg.source == 'librispeech':
     from asr.data import librispeech  # pylint: disable=g-import-not-at-top
-    return librispeech.load_librispeech(split, d.data_dir or None)
-  raise ValueError(f'data.source={d.source!r} is not one of voice_assistant, folder, librispeech')
+    return librispeech.load_librispeech(split, data_cfg.data_dir or None)
+  raise ValueError(f'data.source={data_cfg.source!r} is not one of voice_assistant, folder, '
+                   'librispeech')
 
 
 def fingerprint(cfg) -> str:
   """What the training data was: the corpus name, version and a sha256 of its metadata (the
   plan, speakers and split sizes), or the source for other sources."""
-  d = cfg.data
-  if d.source != 'voice_assistant':
-    return f'{d.source}: {d.folder or d.data_dir or "default"}'
+  data_cfg = cfg.data
+  if data_cfg.source != 'voice_assistant':
+    return f'{data_cfg.source}: {data_cfg.folder or data_cfg.data_dir or "default"}'
   import glob  # pylint: disable=g-import-not-at-top
   import hashlib  # pylint: disable=g-import-not-at-top
   from asr.data.voice_assistant import corpus  # pylint: disable=g-import-not-at-top
-  root = os.path.join(d.data_dir or corpus.DEFAULT_DATA_DIR, 'voice_assistant', d.corpus)
+  root = os.path.join(data_cfg.data_dir or corpus.DEFAULT_DATA_DIR, 'voice_assistant',
+                      data_cfg.corpus)
   versions = sorted(glob.glob(os.path.join(root, '*', 'metadata.json')))
   if not versions:
-    return f'voice_assistant/{d.corpus} (not built)'
+    return f'voice_assistant/{data_cfg.corpus} (not built)'
   path = versions[-1]
   with open(path, 'rb') as f:
     digest = hashlib.sha256(f.read()).hexdigest()[:16]
-  return f'voice_assistant/{d.corpus} {os.path.basename(os.path.dirname(path))} sha256:{digest}'
+  version = os.path.basename(os.path.dirname(path))
+  return f'voice_assistant/{data_cfg.corpus} {version} sha256:{digest}'
 
 
 def buckets(cfg) -> batching.Buckets:

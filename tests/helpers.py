@@ -26,6 +26,9 @@ def synthetic_examples(n: int, seed: int = 0):
 def tiny_config(**overrides):
   cfg = common.base_config()
   cfg.data.bucket_seconds = (1.0, 2.0)
+  # Each training run would compile its own log-mel for the cache: tests that train many tiny
+  # models skip it; test_batching and the resume test cover the cached path.
+  cfg.data.cache_features = False
   cfg.frontend.num_mels = 16
   cfg.frontend.spec_augment = False
   cfg.model.encoder.layers = 1

@@ -22,7 +22,7 @@ SWEEP = '''
 SMALL = {{'data.corpus': 'tiny', 'model.encoder.layers': 1, 'model.encoder.units': 32,
           'model.pred_units': 16, 'model.joint_dim': 16, 'train.batch_size': 4,
           'train.steps': {steps}, 'train.warmup_steps': 1, 'train.checkpoint_every': 100,
-          'eval.max_utterances': 4}}
+          'eval.max_utterances': 4, 'data.cache_features': False}}
 
 
 def get_sweep(root):
@@ -83,7 +83,8 @@ def test_diffs_mode_runs_the_chains_and_writes_the_table(env, tmp_path):
           '--config.diffs.methods=lowrank,full', '--config.diffs.budgets=0.0005,0.1',
           '--config.train.steps=4', '--config.diffs.steps_per_update=2',
           '--config.diffs.warmup_steps=1', '--config.diffs.eval_utterances=3',
-          '--config.train.batch_size=4', '--config.diffs.updates=1')
+          '--config.train.batch_size=4', '--config.diffs.updates=1',
+          '--config.data.cache_features=False')
   rows = list(csv.DictReader(open(root / 'diffs_table.csv')))
   chains = [(r['method'], r['budget'], r['update']) for r in rows]
   assert chains == [('base model', '-', '0'), ('lowrank', '10%', '1'), ('full', 'all', '1')]

@@ -35,7 +35,9 @@ def test_loss_falls_and_eval_runs(tmp_path):
 
 
 def test_resume_continues_from_checkpoint_and_matches(tmp_path):
-  cfg = helpers.tiny_config(**{'train.steps': 6, 'train.checkpoint_every': 2})
+  # with the log-mel cache: the resumed run must read the same batches from it
+  cfg = helpers.tiny_config(**{'train.steps': 6, 'train.checkpoint_every': 2,
+                               'data.cache_features': True})
   data = helpers.tiny_dataset(cfg)
   full, _, _ = _run(cfg, tmp_path / 'full', data)
   # A run killed after its step-4 checkpoint: same workdir without the later checkpoint.
