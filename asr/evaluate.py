@@ -38,7 +38,7 @@ class Evaluator:
     """Mean emission position of the reference labels under the model (asr.rnnt.alignment)."""
     feats, pads = features.featurize_batch(batch, self.cfg.frontend, stats)
     out = self.model.apply(variables, feats, pads, batch['labels'], batch['label_paddings'])
-    blank, label = rnnt.gather_logprobs(out['logits'], batch['labels'])
+    blank, label = out['lattice']
     occupancy = alignment.label_occupancy(blank, label, out['enc_paddings'],
                                           batch['label_paddings'])
     position = alignment.emission_position(occupancy, out['enc_paddings'],

@@ -1,7 +1,8 @@
 """Audio batch -> encoder input: log-mel, global mean/variance normalisation, SpecAugment
-(training only), frame stacking. Runs inside the jit-compiled step, on the accelerator. A
+and vocal-tract-length perturbation (training only), frame stacking. Runs inside the jit-compiled step, on the accelerator. A
 training set may carry its log-mel computed once (`Dataset.cache_log_mel`); normalisation,
 SpecAugment and stacking still run every step, so every step draws its own masks."""
+import jax
 import jax.numpy as jnp
 
 from asr import frontend
@@ -19,7 +20,12 @@ def featurize(audio, audio_paddings, cfg, stats, rng=None):
 
 
 def from_log_mel(feats, paddings, cfg, stats, rng=None):
-  """Log-mel [B, T, M] -> normalised, SpecAugmented (with rng), stacked encoder input."""
+  """Log-mel [B, T, M] -> VTLP-warped and SpecAugmented (with rng), normalised, stacked."""
+  if rng is not None and cfg.vtlp_warp > 0:
+    rng, warp_key = jax.random.split(rng)
+    alpha = jax.random.uniform(warp_key, feats.shape[:1], minval=1.0 - cfg.vtlp_warp,
+                               maxval=1.0 + cfg.vtlp_warp)
+    feats = frontend.vtlp(feats, alpha)
   feats = frontend.normalize(feats, paddings, jnp.asarray(stats['mean']),
                              jnp.asarray(stats['std']))
   if rng is not None and cfg.spec_augment:

@@ -209,6 +209,39 @@ def stack_frames(feats, paddings, stack: int = 3, stride: int = 3):
   return stacked, jnp.max(jnp.asarray(paddings)[:, index], axis=-1)
 
 
+def vtlp_source_hz(hz, alpha, boundary_hz: float = 4800.0, top_hz: float = 7600.0):
+  """Vocal-tract-length perturbation's inverse warp: the input frequency that the warped
+  spectrum shows at `hz`. The warp maps f -> alpha f up to a boundary (boundary_hz *
+  min(alpha, 1) / alpha) and then linearly onto [.., top_hz], so top_hz stays fixed and the
+  warp is continuous and increasing. hz [..., M] and alpha [...] broadcast from the left."""
+  alpha = jnp.asarray(alpha, jnp.float32)[..., None]
+  edge = boundary_hz * jnp.minimum(alpha, 1.0) / alpha          # input frequency of the kink
+  warped_edge = alpha * edge
+  slope = (top_hz - warped_edge) / (top_hz - edge)               # of the upper piece
+  return jnp.where(hz <= warped_edge, hz / alpha, edge + (hz - warped_edge) / slope)
+
+
+def vtlp(log_mel_feats, alpha, lower_edge_hz: float = 125.0, upper_edge_hz: float = 7600.0):
+  """Warps log-mel features [B, T, M] along frequency by a factor alpha [B] per utterance.
+
+  Each output band at centre frequency c reads the input at `vtlp_source_hz(c)`, linearly
+  interpolated between the two nearest input bands (so it also applies to log-mel computed
+  once and cached). alpha = 1 returns the input.
+  """
+  num_mels = log_mel_feats.shape[-1]
+  edges = np.linspace(hz_to_mel(lower_edge_hz), hz_to_mel(upper_edge_hz), num_mels + 2)
+  centres_hz = jnp.asarray(mel_to_hz(edges[1:-1]), jnp.float32)
+  source_mel = 2595.0 * jnp.log10(1.0 + vtlp_source_hz(centres_hz, alpha,
+                                                        top_hz=upper_edge_hz) / 700.0)
+  position = jnp.clip((source_mel - edges[1]) / (edges[2] - edges[1]), 0, num_mels - 1)  # [B, M]
+  low = jnp.floor(position).astype(jnp.int32)
+  high = jnp.minimum(low + 1, num_mels - 1)
+  frac = (position - low)[:, None, :]
+  take = lambda i: jnp.take_along_axis(log_mel_feats, jnp.broadcast_to(
+      i[:, None, :], log_mel_feats.shape), axis=-1)
+  return take(low) * (1.0 - frac) + take(high) * frac
+
+
 def spec_augment_masks(rng, paddings, num_features: int, num_freq_masks: int = 2,
                        freq_mask_width: int = 15, num_time_masks: int = 2,
                        time_mask_max_ratio: float = 0.05):

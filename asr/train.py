@@ -105,6 +105,20 @@ def step_key(seed: int, step) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), step)
 
 
+def sequence_losses(out, labels, label_paddings, model_cfg) -> dict:
+  """The model's output -> {name: (weight, per-sequence loss [B])}: the RNN-T loss, the simple
+  joint's loss when the joint is pruned, the CTC loss when the model has a CTC head."""
+  losses = {'rnnt_loss': (1.0, rnnt.rnnt_loss_from_logprobs(*out['lattice'], out['enc_paddings'],
+                                                            label_paddings))}
+  if 'simple_lattice' in out:
+    losses['simple_loss'] = (model_cfg.simple_loss_weight, rnnt.rnnt_loss_from_logprobs(
+        *out['simple_lattice'], out['enc_paddings'], label_paddings))
+  if 'ctc_logits' in out and model_cfg.ctc_weight > 0:
+    losses['ctc_loss'] = (model_cfg.ctc_weight, optax.ctc_loss(
+        out['ctc_logits'], out['ctc_paddings'], labels, label_paddings))
+  return losses
+
+
 def compute_loss(model, variables, batch, stats, cfg, rng, step, train: bool):
   """Per-batch loss and metrics (mean over real rows; padding rows have weight 0)."""
   k_aug, k_model = jax.random.split(rng)
@@ -114,15 +128,11 @@ def compute_loss(model, variables, batch, stats, cfg, rng, step, train: bool):
                     train=train, step=step, rngs={'gumbel': k_model})
   weights = batch['weights']
   denom = jnp.maximum(weights.sum(), 1.0)
-  per_seq = rnnt.rnnt_loss(out['logits'], out['enc_paddings'], batch['labels'],
-                           batch['label_paddings'])
-  rnnt_loss = (per_seq * weights).sum() / denom
-  loss, metrics = rnnt_loss, {'rnnt_loss': rnnt_loss}
-  if 'ctc_logits' in out and cfg.model.ctc_weight > 0:
-    ctc = optax.ctc_loss(out['ctc_logits'], out['enc_paddings'], batch['labels'],
-                         batch['label_paddings'])
-    ctc = (ctc * weights).sum() / denom
-    loss, metrics['ctc_loss'] = loss + cfg.model.ctc_weight * ctc, ctc
+  loss, metrics = 0.0, {}
+  for name, (weight, per_seq) in sequence_losses(out, batch['labels'], batch['label_paddings'],
+                                                  cfg.model).items():
+    metrics[name] = (per_seq * weights).sum() / denom
+    loss = loss + weight * metrics[name]
   aux = out['aux']
   if 'loss' in aux:
     loss = loss + aux['loss']

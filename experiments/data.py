@@ -50,10 +50,13 @@ def buckets(cfg) -> batching.Buckets:
   return batching.Buckets(tuple(cfg.data.bucket_seconds), cfg.data.chars_per_second)
 
 
-def load_split(cfg, split: str, log=print) -> batching.Dataset:
-  ctc = features.frame_seconds(cfg.frontend) if cfg.model.ctc_weight > 0 else None
+def load_split(cfg, split: str, log=print, train: bool = False) -> batching.Dataset:
+  """A split in memory. A training split skips what CTC cannot align and what no bucket holds;
+  an evaluation split keeps every readable example (long ones in an extra bucket)."""
+  ctc = (features.frame_seconds(cfg.frontend) / cfg.model.ctc_upsample
+         if cfg.model.ctc_weight > 0 and train else None)
   dataset = batching.Dataset(source(cfg, split, log), buckets(cfg), name=split,
-                             ctc_frame_seconds=ctc)
+                             ctc_frame_seconds=ctc, keep_long=not train)
   log(f'{split}: {len(dataset)} utterances, {dataset.seconds() / 3600:.2f} h; '
       + dataset.skipped.summary(split))
   return dataset

@@ -29,7 +29,7 @@ def train_base(cfg, root: str, model, log=print) -> str:
   summary = os.path.join(workdir, 'train_summary.json')
   if os.path.exists(summary) and json.load(open(summary))['steps'] == cfg.train.steps:
     return workdir
-  train_data = data_lib.load_split(cfg, 'base_train', log)
+  train_data = data_lib.load_split(cfg, 'base_train', log, train=True)
   train_lib.train(cfg, workdir, model, train_data, log=log)
   return workdir
 

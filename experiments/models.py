@@ -15,4 +15,5 @@ def build_model(cfg) -> model_lib.RNNT:
   return model_lib.RNNT(encoder=build_encoder(cfg), vocab_size=text.CharTokenizer.vocab_size,
                         pred_embed_dim=model_cfg.pred_embed_dim,
                         pred_units=model_cfg.pred_units, joint_dim=model_cfg.joint_dim,
-                        ctc_head=model_cfg.ctc_weight > 0)
+                        ctc_head=model_cfg.ctc_weight > 0,
+                        ctc_upsample=model_cfg.ctc_upsample, prune_range=model_cfg.prune_range)

@@ -40,7 +40,7 @@ def train(cfg, workdir: str, **_):
   with open(os.path.join(workdir, 'runs.jsonl'), 'a') as f:    # one line per start or resume
     f.write(json.dumps(report.stamp()) + '\n')
   model = models.build_model(cfg)
-  train_data = data_lib.load_split(cfg, cfg.data.train_split)
+  train_data = data_lib.load_split(cfg, cfg.data.train_split, train=True)
   eval_data = data_lib.load_split(cfg, cfg.data.eval_split)
   extra = [s.strip() for s in cfg.data.extra_eval_splits.split(',') if s.strip()]
   if extra:

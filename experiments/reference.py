@@ -25,6 +25,7 @@ import optax
 
 from asr import lstm
 from asr import rnnt
+from asr import train as train_lib
 from experiments import models
 
 KINDS = ('', 'lstm_ctc', 'rnnt', 'rnnt_loss')
@@ -112,7 +113,8 @@ def jax_figures(cfg) -> dict:
 
     def loss_fn(p, x, pads, labels, label_pads):
       out = model.apply({'params': p}, x, pads, labels, label_pads)
-      return rnnt.rnnt_loss(out['logits'], out['enc_paddings'], labels, label_pads).sum()
+      losses = train_lib.sequence_losses(out, labels, label_pads, cfg.model)
+      return sum(w * l.sum() for w, l in losses.values())
   optimizer, step = _adam_step(loss_fn)
   state = (params, optimizer.init(params))
   compile_s, step_s = _timed(step, (state, x, pads, labels, label_pads), cfg.bench.steps,

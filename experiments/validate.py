@@ -32,6 +32,8 @@ def check(cfg):
   _require(data.batch_seconds >= 0, 'data.batch_seconds', 'must be >= 0 (0 = train.batch_size)')
   _require(frontend.num_mels > 0 and frontend.window_ms > 0 and frontend.hop_ms > 0, 'frontend',
            'num_mels, window_ms and hop_ms must be > 0')
+  _require(0 <= frontend.vtlp_warp < 0.5, 'frontend.vtlp_warp',
+           f'{frontend.vtlp_warp} is not in [0, 0.5) (the warp factor range is 1 +- it)')
   _require(frontend.stack >= 1 and frontend.stride >= 1, 'frontend.stack',
            'stack and stride must be >= 1')
   enc = model.encoder
@@ -45,6 +47,11 @@ def check(cfg):
   _require(cfg.bench.reference in ('', 'lstm_ctc', 'rnnt', 'rnnt_loss'), 'bench.reference',
            f'{cfg.bench.reference!r} is not one of lstm_ctc, rnnt, rnnt_loss (or empty)')
   _require(model.ctc_weight >= 0, 'model.ctc_weight', 'must be >= 0')
+  _require(model.ctc_upsample >= 1, 'model.ctc_upsample', 'must be >= 1')
+  _require(model.prune_range >= 0 and model.simple_loss_weight >= 0, 'model.prune_range',
+           'prune_range and simple_loss_weight must be >= 0 (prune_range 0 = the full joint)')
+  _require(model.prune_range != 1, 'model.prune_range',
+           '1 leaves no label arc inside a band; use 0 (full joint) or >= 2')
   _require(train.steps >= 1, 'train.steps', 'must be >= 1')
   _require(train.batch_size >= 1, 'train.batch_size', 'must be >= 1')
   _require(train.lr > 0, 'train.lr', 'must be > 0')
@@ -53,7 +60,8 @@ def check(cfg):
            'train', 'checkpoint_every, log_every and eval_every must be >= 1')
   _require(train.nan_policy in ('skip', 'stop'), 'train.nan_policy',
            f'{train.nan_policy!r} not skip|stop')
-  parts = {'encoder', 'predictor', 'joint'} | ({'ctc_head'} if model.ctc_weight > 0 else set())
+  parts = ({'encoder', 'predictor', 'joint'} | ({'ctc_head'} if model.ctc_weight > 0 else set())
+           | ({'simple_enc', 'simple_pred'} if model.prune_range else set()))
   frozen = train_lib.frozen_paths(train.frozen)
   _require({k.split('/')[0] for k in frozen} <= parts and set(frozen) != parts, 'train.frozen',
            f'{train.frozen!r}: some (not all) of the model parts {sorted(parts)}, or paths in them')

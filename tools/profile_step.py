@@ -2,10 +2,12 @@
 encoder with the CTC loss alone, the encoder alone, featurisation, and the RNN-T loss on given
 logits, each timed alone (median of 5 after compilation) on a synthetic batch.
 
-  python tools/profile_step.py BATCH SECONDS LABELS     # e.g. 16 4 100
+  python tools/profile_step.py BATCH SECONDS LABELS [key=value ...]   # e.g. 16 4 100
+  python tools/profile_step.py 30 4 60 model.prune_range=5      # a lever against the base config
 
 RESULTS.md, "The base recognizer", quotes its figures.
 """
+import ast
 import os
 import sys
 import time
@@ -17,9 +19,19 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import optax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from asr import features  # pylint: disable=g-import-not-at-top,wrong-import-position
 from asr import rnnt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from asr import train as train_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.configs import base as base_cfg  # pylint: disable=wrong-import-position
 
+
+
+def _parse(arg: str):
+  key, _, value = arg.partition('=')
+  try:
+    return key, ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    return key, value
 
 
 def timeit(fn, *args, reps: int = 5) -> float:
@@ -33,8 +45,9 @@ def timeit(fn, *args, reps: int = 5) -> float:
   return sorted(times)[reps // 2]
 
 
-def main(batch: int, seconds: float, labels_per_row: int):
+def main(batch: int, seconds: float, labels_per_row: int, overrides: dict):
   cfg = base_cfg.get_config()
+  sweep.apply_overrides(cfg, overrides, 'the command line')
   model = models.build_model(cfg)
   rng = np.random.default_rng(0)
   samples = int(seconds * 16000)
@@ -42,7 +55,7 @@ def main(batch: int, seconds: float, labels_per_row: int):
   audio_pads = jnp.zeros((batch, samples))
   labels = jnp.asarray(rng.integers(1, 29, (batch, labels_per_row)), jnp.int32)
   label_pads = jnp.zeros((batch, labels_per_row))
-  stats = {'mean': jnp.zeros(80), 'std': jnp.ones(80)}
+  stats = {'mean': jnp.zeros(cfg.frontend.num_mels), 'std': jnp.ones(cfg.frontend.num_mels)}
   feats, pads = features.featurize(audio, audio_pads, cfg.frontend, stats)
   params = model.init({'params': jax.random.key(0), 'gumbel': jax.random.key(0)}, feats, pads,
                       labels, label_pads)['params']
@@ -51,14 +64,15 @@ def main(batch: int, seconds: float, labels_per_row: int):
 
   def full_loss(p, x, xp):
     out = model.apply({'params': p}, x, xp, labels, label_pads)
-    rnnt_loss = rnnt.rnnt_loss(out['logits'], out['enc_paddings'], labels, label_pads).sum()
-    ctc = optax.ctc_loss(out['ctc_logits'], out['enc_paddings'], labels, label_pads).sum()
-    return rnnt_loss + cfg.model.ctc_weight * ctc
+    losses = train_lib.sequence_losses(out, labels, label_pads, cfg.model)
+    return sum(w * l.sum() for w, l in losses.values())
 
   def ctc_loss(p, x, xp):
     enc, enc_pads, _ = encode(p, x, xp)
     logits = model.apply({'params': p}, enc, method=lambda m, e: m.ctc(e))
-    return optax.ctc_loss(logits, enc_pads, labels, label_pads).sum()
+    up = cfg.model.ctc_upsample
+    logits = logits.reshape(enc.shape[0], enc.shape[1] * up, -1)
+    return optax.ctc_loss(logits, jnp.repeat(enc_pads, up, axis=1), labels, label_pads).sum()
 
   def encoder_only(p, x, xp):
     return jnp.sum(encode(p, x, xp)[0] ** 2)
@@ -80,4 +94,5 @@ def main(batch: int, seconds: float, labels_per_row: int):
 
 
 if __name__ == '__main__':
-  main(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]))
+  main(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]),
+       dict(_parse(a) for a in sys.argv[4:]))

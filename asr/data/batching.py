@@ -14,7 +14,9 @@ carry `log_mel` [B, frames, mels] and `log_mel_paddings` instead of the audio.
 
 Examples are dicts with `audio` (int16 or float, 16 kHz mono), `transcript` (normalised text),
 `id`; any random-access source (`len`, `[i]`) of them works. Examples that fit no bucket are
-skipped, counted and reported by id.
+skipped, counted and reported by id, except in an evaluation split (`keep_long`): there they
+go to one extra bucket as long as the longest of them, which training never reads (a
+unidirectional encoder gives the same outputs however long the padded batch is).
 """
 import dataclasses
 import math
@@ -79,11 +81,14 @@ class Dataset:
   """A split held in memory as int16 audio + token ids, assigned to length buckets."""
 
   def __init__(self, source, buckets: Buckets, tokenizer=None, name: str = 'split',
-               ctc_frame_seconds: float | None = None):
+               ctc_frame_seconds: float | None = None, keep_long: bool = False):
     """ctc_frame_seconds: when training with CTC, the encoder frame duration; an example whose
     labels (plus a blank between repeats) outnumber its encoder frames cannot be aligned by
-    CTC and is skipped."""
+    CTC and is skipped. keep_long: examples longer than every bucket go to an extra bucket
+    (index len(buckets.seconds)) instead of being skipped; for evaluation splits."""
     self.buckets = buckets
+    self.keep_long = keep_long
+    self.long_samples = 0         # the extra bucket's length, when it has members
     self.ctc_frame_seconds = ctc_frame_seconds
     self.tokenizer = tokenizer or text_lib.CharTokenizer()
     self.name = name
@@ -92,7 +97,8 @@ class Dataset:
     for i in range(len(source)):
       self._add(source[i])
     self.bucket = np.asarray(self.bucket, np.int32)
-    longest = np.zeros(len(buckets.seconds), np.int64)
+    self.num_buckets = len(buckets.seconds) + (1 if self.long_samples else 0)
+    longest = np.zeros(self.num_buckets, np.int64)
     for b, labels in zip(self.bucket, self.labels):
       longest[b] = max(longest[b], labels.size)
     # Rounded up to a multiple of 8: the same shape for splits of similar text.
@@ -120,6 +126,10 @@ class Dataset:
         return self.skipped.add('more CTC labels than encoder frames', example_id)
     fits = [b for b in range(len(self.buckets.seconds))
             if audio.size <= self.buckets.samples(b) and len(ids) <= self.buckets.max_labels(b)]
+    if not fits and self.keep_long:
+      fits = [len(self.buckets.seconds)]
+      whole_seconds = -(-audio.size // SAMPLE_RATE) * SAMPLE_RATE    # shared by similar splits
+      self.long_samples = max(self.long_samples, whole_seconds)
     if not fits:
       longest = self.buckets.seconds[-1]
       return self.skipped.add(f'longer than the largest bucket ({longest:g} s)', example_id)
@@ -131,6 +141,11 @@ class Dataset:
 
   def __len__(self):
     return len(self.audio)
+
+  def samples(self, bucket: int) -> int:
+    """Audio samples of a bucket's batches (the extra bucket: its longest example)."""
+    return self.long_samples if bucket == len(self.buckets.seconds) else self.buckets.samples(
+        bucket)
 
   def seconds(self) -> float:
     return sum(a.size for a in self.audio) / SAMPLE_RATE
@@ -151,7 +166,7 @@ class Dataset:
       batch['log_mel'] = np.zeros((batch_size, frames, mels), np.float32)
       batch['log_mel_paddings'] = np.ones((batch_size, frames), np.float32)
     else:
-      n = self.buckets.samples(bucket)
+      n = self.samples(bucket)
       batch['audio'] = np.zeros((batch_size, n), np.int16)
       batch['audio_paddings'] = np.ones((batch_size, n), np.float32)
     for row, i in enumerate(indices):
@@ -227,7 +242,7 @@ class Dataset:
   def eval_batches(self, batch_size: int, limit: int | None = None):
     """Every example once (the first `limit`), grouped by bucket; yields (batch, indices)."""
     keep = np.arange(len(self))[:limit]
-    for b in range(len(self.buckets.seconds)):
+    for b in range(self.num_buckets):
       members = keep[self.bucket[keep] == b]
       for i in range(0, len(members), batch_size):
         yield self.batch(members[i:i + batch_size], b, batch_size), members[i:i + batch_size]

@@ -30,6 +30,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.frontend.stack = 3                   # 3 x 10 ms frames stacked ...
   c.frontend.stride = 3                  # ... and subsampled: 30 ms encoder frames
   c.frontend.spec_augment = True
+  # Vocal-tract-length perturbation in training: the mel axis warped by alpha ~ U[1-w, 1+w] per
+  # utterance (frontend.vtlp), a new "speaker" every step; 0 = off.
+  c.frontend.vtlp_warp = 0.0
   c.frontend.freq_masks = 2
   c.frontend.freq_mask_width = 15
   c.frontend.time_masks = 2
@@ -71,6 +74,12 @@ def base_config() -> ml_collections.ConfigDict:
   # A CTC head on the encoder: without it the RNN-T on this corpus settles on emitting every
   # label at the first frames from the prediction network alone (an LM; measured, README).
   c.model.ctc_weight = 0.5
+  c.model.ctc_upsample = 1               # CTC outputs per encoder frame (2 keeps 30 ms at 60 ms)
+  # Pruned RNN-T joint (asr/rnnt/pruned.py): the joint runs on this many label positions per
+  # frame, chosen by a simple additive joint trained with weight simple_loss_weight; 0 = the
+  # joint at every lattice cell.
+  c.model.prune_range = 0
+  c.model.simple_loss_weight = 0.5
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 16
