@@ -97,7 +97,7 @@ def init_from_dense(variables, source_params):
           dst[m]['kernel'] = w
         else:
           dst[m]['a'], dst[m]['b'] = svd_factors(w, dst[m]['a'].shape[1])
-  for part in ('predictor', 'joint', 'ctc_head'):
+  for part in ('predictor', 'joint', 'ctc_head', 'simple_enc', 'simple_pred'):
     if part in params and part in source:
       params[part] = source[part]
   return {**variables, 'params': params}

@@ -1,32 +1,33 @@
-"""Metrics to `workdir/metrics.jsonl` (and TensorBoard where tensorboardX is installed), and a
-one-line progress display with step, loss, steps/s and ETA."""
+"""Metrics to `workdir/metrics.jsonl` and to TensorBoard event files in `workdir/tensorboard`
+(every numeric field of a record as the scalar `kind/field`, e.g. `train/loss`,
+`eval/base_test/wer`), and a one-line progress display with step, loss, steps/s and ETA.
+
+  tensorboard --logdir workdirs/     # tensorboard itself is not a requirement; any viewer works
+"""
 import json
 import os
 import sys
 import time
 
+import tensorboardX
+
 
 class MetricWriter:
   def __init__(self, workdir: str):
     self._file = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-    try:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
-    except ImportError:
-      self._tb = None
+    self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def write(self, kind: str, record: dict):
     self._file.write(json.dumps({'kind': kind, **record}, default=float) + '\n')
     self._file.flush()
-    if self._tb is not None:
-      for key, value in record.items():
-        if isinstance(value, (int, float)) and key != 'step':
-          self._tb.add_scalar(f'{kind}/{key}', value, record.get('step', 0))
+    for key, value in record.items():
+      if isinstance(value, (int, float)) and key != 'step':
+        self._tb.add_scalar(f'{kind}/{key}', value, record.get('step', 0))
+    self._tb.flush()
 
   def close(self):
     self._file.close()
-    if self._tb is not None:
-      self._tb.close()
+    self._tb.close()
 
 
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict]:

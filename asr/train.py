@@ -60,15 +60,20 @@ def plain_parametrization() -> Parametrization:
   return Parametrization(init=init, apply=lambda trainable, fixed: {'params': trainable, **fixed})
 
 
+def lr_schedule(cfg) -> optax.Schedule:
+  """Warm-up from 0 to `cfg.lr`, then cosine decay to `cfg.lr * cfg.final_lr_ratio`."""
+  return optax.warmup_cosine_decay_schedule(
+      0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1),
+      cfg.lr * cfg.final_lr_ratio)
+
+
 def make_optimizer(cfg) -> optax.GradientTransformation:
   """Clip + Adam with warm-up and cosine decay. `cfg.frozen` (comma-separated parameter parts:
   top-level names such as 'predictor,joint' or '/'-separated paths such as
   'encoder/branches/slow') zeroes those parts' gradients first, so Adam's moments stay 0 and
   the parts keep their initial values (a frozen decoder while an encoder is fine-tuned); the
   clip then sees only the trained parts."""
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, cfg.lr, cfg.warmup_steps, max(cfg.steps, cfg.warmup_steps + 1), cfg.lr * cfg.final_lr_ratio)
-  stages = [optax.clip_by_global_norm(cfg.clip), optax.adam(schedule)]
+  stages = [optax.clip_by_global_norm(cfg.clip), optax.adam(lr_schedule(cfg))]
   frozen = frozen_paths(cfg.frozen)
   if frozen:
     stages.insert(0, optax.masked(optax.set_to_zero(), functools.partial(_frozen_mask, frozen)))
@@ -297,6 +302,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   state, fixed, stats_dev = replicate(state, mesh), replicate(fixed, mesh), replicate(stats, mesh)
   train_step = make_train_step(model, cfg, optimizer, parametrization)
   writer = metric_writer.MetricWriter(workdir)
+  schedule = lr_schedule(tcfg)
   start = int(state['step'])
   started = time.perf_counter()
   wall = lambda: wall_before + time.perf_counter() - started
@@ -306,7 +312,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   progress = metric_writer.Progress(start, tcfg.steps, log=log)
   preempt = _Preemption()
   per_round = parametrization.round_steps or per_epoch
-  window_audio_s, window_start = 0.0, wall()
+  window_audio_s, window_start, window_step = 0.0, wall(), start
   try:
     for step in range(start, tcfg.steps):
       epoch = step // per_epoch
@@ -329,7 +335,10 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
                       skipped_nonfinite=int(state['skipped']), wall_s=wall())
         # Audio trained per second of wall time since the last record (compilation included).
         record['audio_s_per_s'] = window_audio_s / max(record['wall_s'] - window_start, 1e-9)
-        window_audio_s, window_start = 0.0, record['wall_s']
+        record['steps_per_s'] = (step + 1 - window_step) / max(record['wall_s'] - window_start,
+                                                               1e-9)
+        record['lr'] = float(schedule(step))
+        window_audio_s, window_start, window_step = 0.0, record['wall_s'], step + 1
         writer.write('train', record)
         history['train'] = record
         progress.update(step + 1, record['loss'])

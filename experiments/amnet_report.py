@@ -55,7 +55,8 @@ def write(sweep: dict, root: str, log=print) -> str:
   rows, details, tests = [], {}, {}
   for point in sweep['points']:
     cfg = sweep_lib.load_config(point['config'], point['overrides'])
-    if not os.path.exists(os.path.join(point['workdir'], 'train_summary.json')):
+    if not sweep_lib.is_finished(cfg, point['workdir']) and not os.path.exists(
+        os.path.join(point['workdir'], 'train_summary.json')):
       log(f'{point["name"]}: not trained yet ({point["workdir"]}), left out of the table')
       continue
     # Rows of one sweep share their test split: one copy of its audio, not one per row.

@@ -15,6 +15,7 @@ import shlex
 
 import ml_collections
 
+from asr import export
 from experiments import validate
 
 
@@ -55,7 +56,8 @@ def load_sweep(path: str, root: str) -> dict:
   for point in sweep['points']:
     point['overrides'] = {k: (v.replace('{root}', root) if isinstance(v, str) else v)
                           for k, v in point.get('overrides', {}).items()}
-    point['workdir'] = os.path.join(root, point['name'])
+    # A point may name a model trained elsewhere (e.g. an exported one): it is not retrained.
+    point['workdir'] = point.get('workdir') or os.path.join(root, point['name'])
   names = [p['name'] for p in sweep['points']]
   if sweep.get('routing_row') and sweep['routing_row'] not in names:
     raise ValueError(f'{path}: routing_row {sweep["routing_row"]!r} is not a point ({names})')
@@ -66,6 +68,8 @@ def load_sweep(path: str, root: str) -> dict:
 
 
 def is_finished(cfg, workdir: str) -> bool:
+  if export.is_exported(workdir):      # a shipped model is trained by definition
+    return True
   path = os.path.join(workdir, 'train_summary.json')
   if not os.path.exists(path):
     return False

@@ -1,4 +1,6 @@
 """Shared test fixtures: tiny configs and a synthetic in-memory corpus (no TTS needed)."""
+import os
+
 import numpy as np
 
 from asr.data import batching
@@ -74,3 +76,22 @@ def simulate_loop(costs, rate: float, hop: float, paddings=None) -> dict:
     backlog.append(f_prev - arrival)
     upl = backlog[-1]
   return dict(finish=finish, backlog=backlog, pending=pending, upl=upl)
+
+
+def read_tensorboard_scalars(logdir: str) -> dict:
+  """{tag: [(step, value), ...]} from the event files in `logdir`, parsed record by record
+  (TFRecord framing: u64 length, u32 crc, payload, u32 crc) with TensorBoard's Event proto."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  scalars = {}
+  for path in sorted(glob.glob(os.path.join(logdir, 'events.out.tfevents.*'))):
+    data = open(path, 'rb').read()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack('<Q', data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+  return scalars

@@ -64,6 +64,24 @@ def test_ctc_impossible_labels_are_skipped():
   assert 'CTC' in data.skipped.summary()
 
 
+def test_evaluation_splits_keep_long_examples_in_an_extra_bucket():
+  ex = [{'audio': np.ones(16000, np.int16), 'transcript': 'ab', 'id': 'short'},
+        {'audio': np.full(40000, 7, np.int16), 'transcript': 'a long one', 'id': 'long'},
+        {'audio': np.ones(0, np.int16), 'transcript': 'x', 'id': 'empty'}]
+  buckets = batching.Buckets((2.0,), 25.0)
+  train = batching.Dataset(ex, buckets)
+  assert train.ids == ['short'] and 'long' in train.skipped.summary()
+  test = batching.Dataset(ex, buckets, keep_long=True)
+  assert test.ids == ['short', 'long'] and test.skipped.reasons == {'empty audio': ['empty']}
+  batches = list(test.eval_batches(4))
+  assert [list(i) for _, i in batches] == [[0], [1]]
+  long_batch = batches[1][0]
+  assert long_batch['audio'].shape == (4, 48000)       # 2.5 s padded to whole seconds
+  np.testing.assert_array_equal(long_batch['audio'][0, :40000], 7)
+  assert long_batch['audio_paddings'][0, 40000:].all() and not long_batch['weights'][1:].any()
+  assert train.batches_per_epoch(4) == test.batches_per_epoch(4) == 1   # never trained on
+
+
 def test_batch_sizes_fill_the_audio_seconds_per_bucket():
   buckets = batching.Buckets((1.0, 2.0, 3.0, 8.0), 25.0)
   assert batching.bucket_batch_sizes(buckets, 16) == (16, 16, 16, 16)

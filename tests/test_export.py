@@ -59,3 +59,21 @@ def test_export_refuses_a_foreign_alphabet_and_a_model_of_another_shape(trained,
   os.remove(os.path.join(out, 'config.json'))
   with pytest.raises(FileNotFoundError, match='missing config.json'):
     export.load(out)
+
+
+def test_transcribe_reads_a_file_longer_than_every_bucket(trained, tmp_path, capsys):
+  """A recording longer than the largest training bucket is decoded whole, exactly as a
+  config whose buckets hold it decodes it (the encoder is unidirectional)."""
+  import soundfile  # pylint: disable=g-import-not-at-top
+  cfg, _, workdir, _ = trained
+  examples = helpers.synthetic_examples(6, seed=3)
+  audio = np.concatenate([e['audio'] for e in examples])        # several seconds
+  assert audio.size / 16000 > cfg.data.bucket_seconds[-1]
+  path = str(tmp_path / 'long.wav')
+  soundfile.write(path, audio, 16000, subtype='PCM_16')
+  modes.transcribe(cfg, workdir, audio=path)
+  long_text = capsys.readouterr().out.strip().split('\t')[1:]
+  roomy = helpers.tiny_config(**{'train.steps': 2, 'data.bucket_seconds': (1.0, 2.0, 30.0)})
+  modes.transcribe(roomy, workdir, audio=path)
+  roomy_text = capsys.readouterr().out.strip().split('\t')[1:]
+  assert long_text == roomy_text and 'skipped' not in long_text

@@ -32,6 +32,14 @@ def test_loss_falls_and_eval_runs(tmp_path):
   losses = [r['loss'] for r in rows if r['kind'] == 'train']
   assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
   assert all(np.isfinite(r['simple_loss']) for r in rows if r['kind'] == 'train')
+  # The same scalars in TensorBoard's event files.
+  scalars = helpers.read_tensorboard_scalars(str(tmp_path / 'tensorboard'))
+  train_rows = [r for r in rows if r['kind'] == 'train']
+  np.testing.assert_allclose([v for _, v in scalars['train/loss']],
+                             [r['loss'] for r in train_rows], rtol=1e-6)
+  assert [s for s, _ in scalars['train/lr']] == [r['step'] for r in train_rows]
+  assert scalars['train/lr'][-1][1] < scalars['train/lr'][len(train_rows) // 2][1]  # decays
+  assert {'eval/wer', 'eval/cer', 'train/steps_per_s', 'train/audio_s_per_s'} <= set(scalars)
   assert 0.0 <= history['eval']['wer'] <= 2.0
   assert 0.0 <= history['eval']['emission_position'] <= 1.0
   summary = json.load(open(tmp_path / 'train_summary.json'))

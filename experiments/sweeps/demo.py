@@ -1,15 +1,13 @@
-"""The AmNet rows of `make demo` (experiments/configs/demo.py)."""
+"""The AmNet rows of `make demo` (experiments/configs/demo.py): the shipped base is the `full`
+row as it is (no training); the other rows start from it."""
 CONFIG = 'experiments/configs/demo.py'
 
 
 def get_sweep(root: str):
   del root
-  return dict(report='amnet', points=[
-      dict(name='full', config=f'{CONFIG}:full'),
-      dict(name='factorized', config=f'{CONFIG}:factorized',
-           overrides={'model.encoder.init_from': '{root}/full'}),
-      dict(name='amnet', config=f'{CONFIG}:amnet',
-           overrides={'model.encoder.init_from': '{root}/full'}),
-      dict(name='amnet_nolat', config=f'{CONFIG}:amnet_nolat',
-           overrides={'model.encoder.init_from': '{root}/full'}),
+  return dict(report='amnet', routing_row='amnet', points=[
+      dict(name='full', config=f'{CONFIG}:full', workdir='pretrained/base'),
+      dict(name='factorized', config=f'{CONFIG}:factorized'),
+      dict(name='amnet', config=f'{CONFIG}:amnet'),
+      dict(name='amnet_nolat', config=f'{CONFIG}:amnet_nolat'),
   ])
