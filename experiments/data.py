@@ -4,6 +4,8 @@ import os
 from asr import features
 from asr.data import batching
 
+SOURCES = ('voice_assistant', 'folder', 'librispeech', 'librispeech_dir')
+
 
 def source(cfg, split: str, log=print):
   """The raw random-access source of a split (dicts with audio, transcript, id, ...)."""
@@ -21,8 +23,12 @@ def source(cfg, split: str, log=print):
   if data_cfg.source == 'librispeech':
     from asr.data import librispeech  # pylint: disable=g-import-not-at-top
     return librispeech.load_librispeech(split, data_cfg.data_dir or None)
-  raise ValueError(f'data.source={data_cfg.source!r} is not one of voice_assistant, folder, '
-                   'librispeech')
+  if data_cfg.source == 'librispeech_dir':
+    from asr.data import librispeech_dir  # pylint: disable=g-import-not-at-top
+    examples, report = librispeech_dir.load(data_cfg.librispeech_dir, split)
+    log(report.summary())
+    return examples
+  raise ValueError(f'data.source={data_cfg.source!r} is not one of {", ".join(SOURCES)}')
 
 
 def fingerprint(cfg) -> str:
@@ -30,7 +36,8 @@ def fingerprint(cfg) -> str:
   plan, speakers and split sizes), or the source for other sources."""
   data_cfg = cfg.data
   if data_cfg.source != 'voice_assistant':
-    return f'{data_cfg.source}: {data_cfg.folder or data_cfg.data_dir or "default"}'
+    where = data_cfg.folder or data_cfg.librispeech_dir or data_cfg.data_dir or 'default'
+    return f'{data_cfg.source}: {where}'
   import glob  # pylint: disable=g-import-not-at-top
   import hashlib  # pylint: disable=g-import-not-at-top
   from asr.data.voice_assistant import corpus  # pylint: disable=g-import-not-at-top

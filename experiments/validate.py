@@ -6,6 +6,7 @@ import os
 
 from asr import lstm
 from asr import train as train_lib
+from experiments import data as data_lib
 from experiments.configs import common
 
 
@@ -21,10 +22,12 @@ def _require(ok: bool, key: str, message: str):
 def check(cfg):
   data, frontend, model, train, evals = (cfg.data, cfg.frontend, cfg.model, cfg.train,
                                          cfg.eval)
-  _require(data.source in ('voice_assistant', 'folder', 'librispeech'), 'data.source',
-           f'{data.source!r} is not one of voice_assistant, folder, librispeech')
+  _require(data.source in data_lib.SOURCES, 'data.source',
+           f'{data.source!r} is not one of {", ".join(data_lib.SOURCES)}')
   _require(data.source != 'folder' or bool(data.folder), 'data.folder',
            'required when source=folder')
+  if data.source == 'librispeech_dir':
+    _check_librispeech_dir(data)
   secs = list(data.bucket_seconds)
   _require(len(secs) > 0 and all(s > 0 for s in secs) and secs == sorted(secs),
            'data.bucket_seconds', f'{secs} must be positive and increasing')
@@ -69,6 +72,25 @@ def check(cfg):
   _require(evals.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
   if 'diffs' in cfg:
     _check_diffs(cfg.diffs)
+
+
+def _check_librispeech_dir(data):
+  """Every split folder is checked now: the train split loads first, and a missing evaluation
+  split would otherwise show only after it."""
+  from asr.data import librispeech_dir  # pylint: disable=g-import-not-at-top
+  root = data.librispeech_dir
+  _require(bool(root), 'data.librispeech_dir',
+           'required when source=librispeech_dir: the LibriSpeech folder holding '
+           'train-clean-100, dev-clean, ...')
+  _require(os.path.isdir(root), 'data.librispeech_dir', f'{root!r} is not a folder')
+  keys = [('data.train_split', data.train_split), ('data.eval_split', data.eval_split)]
+  keys += [('data.extra_eval_splits', s.strip()) for s in data.extra_eval_splits.split(',')
+           if s.strip()]
+  for key, splits in keys:
+    try:
+      librispeech_dir.split_dirs(root, splits)
+    except librispeech_dir.FolderError as e:
+      raise ConfigError(f'config.{key}: {e}') from None
 
 
 def _check_encoder(enc):

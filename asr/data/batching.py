@@ -16,7 +16,8 @@ Examples are dicts with `audio` (int16 or float, 16 kHz mono), `transcript` (nor
 `id`; any random-access source (`len`, `[i]`) of them works. Examples that fit no bucket are
 skipped, counted and reported by id, except in an evaluation split (`keep_long`): there they
 go to one extra bucket as long as the longest of them, which training never reads (a
-unidirectional encoder gives the same outputs however long the padded batch is).
+unidirectional encoder gives the same outputs however long the padded batch is). An example
+that a lazy source cannot read (`UnreadableExample`) is skipped and reported by its name too.
 """
 import dataclasses
 import math
@@ -57,6 +58,16 @@ def bucket_batch_sizes(buckets: Buckets, batch_size: int, batch_seconds: float =
                for s in buckets.seconds)
 
 
+class UnreadableExample(ValueError):
+  """Raised by a lazy source's `src[i]` for an example it cannot read (a file damaged past its
+  header shows only when decoded): `Dataset` skips it under `reason`, naming `name`."""
+
+  def __init__(self, name: str, reason: str, message: str):
+    super().__init__(message)
+    self.name = name
+    self.reason = reason
+
+
 @dataclasses.dataclass
 class Skipped:
   """Examples left out of a split, with the reason for each: printed, never silent."""
@@ -95,7 +106,12 @@ class Dataset:
     self.audio, self.labels, self.ids, self.transcripts, self.bucket = [], [], [], [], []
     self.skipped = Skipped()
     for i in range(len(source)):
-      self._add(source[i])
+      try:
+        example = source[i]
+      except UnreadableExample as e:
+        self.skipped.add(e.reason, e.name)
+        continue
+      self._add(example)
     self.bucket = np.asarray(self.bucket, np.int32)
     self.num_buckets = len(buckets.seconds) + (1 if self.long_samples else 0)
     longest = np.zeros(self.num_buckets, np.int64)

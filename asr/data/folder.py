@@ -57,9 +57,17 @@ def _truncation(info) -> str | None:
   return f'header says {declared} data bytes, file holds {actual}'
 
 
-def read_audio(path) -> np.ndarray:
-  """float32 mono 16 kHz samples in [-1, 1] of a WAV/FLAC file; raises `AudioError` naming
-  the file."""
+_SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError)
+
+
+def _unreadable(path: str, e: Exception) -> AudioError:
+  detail = str(e).replace(path, '').replace("Error opening '':", '').strip(" :'")
+  return AudioError(path, 'unreadable audio', detail or type(e).__name__)
+
+
+def read_info(path):
+  """soundfile's header info of a WAV/FLAC file, without decoding its audio; raises
+  `AudioError` naming the file."""
   path = str(path)
   try:
     size = os.path.getsize(path)
@@ -68,11 +76,20 @@ def read_audio(path) -> np.ndarray:
   if size == 0:
     raise AudioError(path, 'empty file', '0 bytes')
   try:
-    info = sf.info(path)
+    return sf.info(path)
+  except _SOUNDFILE_ERRORS as e:
+    raise _unreadable(path, e) from None
+
+
+def read_audio(path) -> np.ndarray:
+  """float32 mono 16 kHz samples in [-1, 1] of a WAV/FLAC file; raises `AudioError` naming
+  the file."""
+  path = str(path)
+  info = read_info(path)
+  try:
     audio, sr = sf.read(path, dtype='float32', always_2d=True)
-  except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as e:
-    detail = str(e).replace(path, '').replace("Error opening '':", '').strip(" :'")
-    raise AudioError(path, 'unreadable audio', detail or type(e).__name__) from None
+  except _SOUNDFILE_ERRORS as e:
+    raise _unreadable(path, e) from None
   truncated = _truncation(info)
   if truncated:
     raise AudioError(path, 'truncated', truncated)

@@ -1,4 +1,5 @@
-"""LibriSpeech through tfds's `librispeech` builder: an optional extra.
+"""LibriSpeech through tfds's `librispeech` builder: an optional extra. Without TensorFlow,
+`asr/data/librispeech_dir.py` reads the distribution folders themselves.
 
 It needs TensorFlow (tfds's `Audio` feature and the `librispeech` builder import it) and the
 prepared data, ideally as array_record for random access:

@@ -7,7 +7,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = 'voice_assistant'      # voice_assistant | folder | librispeech
+  c.data.source = 'voice_assistant'      # voice_assistant | folder | librispeech | librispeech_dir
   c.data.corpus = 'tiny'                 # builder config of voice_assistant: tiny | small | full
   c.data.data_dir = ''                   # '' -> asr.data.voice_assistant.corpus.DEFAULT_DATA_DIR
   c.data.train_split = 'base_train'
@@ -15,6 +15,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.extra_eval_splits = ''          # more splits evaluated during training, e.g. base_test_seen
   c.data.folder = ''                     # source=folder: audio folder (+ transcripts file)
   c.data.transcripts = ''
+  # source=librispeech_dir: the LibriSpeech folder holding train-clean-100, dev-clean, ...; the
+  # split keys then name those folders, '+'-joined for several in one split.
+  c.data.librispeech_dir = ''
   c.data.bucket_seconds = (2.0, 4.0, 6.0, 8.0)
   c.data.chars_per_second = 25.0
   c.data.stats_utterances = 200          # utterances for the global feature mean/std
