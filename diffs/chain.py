@@ -4,7 +4,9 @@ The device starts with the base model (trained on the `base` domain). Update k t
 `update_k` data plus a replay sample of earlier domains, starting from what the device holds
 (base + every earlier diff, exactly as `package.apply` rebuilt it), exports the update package,
 applies it the way a device would (numpy, `diffs.package.apply`), and evaluates the result on the
-new domain's test split and on the base domain's (forgetting). Each method runs its own chain:
+new domain's test split and on the base domain's (forgetting). Beside the package's bytes it
+records what a generic binary delta of the same applied model costs (`diffs.binary_delta`: the
+device's params file, zstd against the old one, and bsdiff4). Each method runs its own chain:
 
   sparse    masked delta, pruned every round (an epoch or `prune_every` steps) from dense
             toward the budget over `prune_rounds` rounds, then fixed (or, with
@@ -38,6 +40,7 @@ import numpy as np
 from asr import sparsity
 from asr import train as train_lib
 from asr.data import batching
+from diffs import binary_delta
 from diffs import delta as delta_lib
 from diffs import fisher
 from diffs import package
@@ -139,15 +142,19 @@ def replay_sample(sources, count: int, seed: int):
 def run_update(cfg, workdir: str, model, method: str, device_params, budget: Budget | None,
                train_data, stats_path: str, update: int, log=print) -> dict:
   """Trains, exports and applies one update; returns info with 'params' = the device's new
-  params and 'bytes'. Resumes: a finished update is read back from its files."""
+  params, 'bytes' and 'binary_delta' (`binary_delta.sizes` of the same step). Resumes: a
+  finished update is read back from its files."""
   dcfg = cfg.diffs
   done = os.path.join(workdir, 'update.json')
   device_path = os.path.join(workdir, 'device.npz')
   if os.path.exists(done) and os.path.exists(device_path):
     with open(done) as f:
-      info = json.load(f)
-    info['params'] = package.load_params(device_path)
-    return info
+      record = json.load(f)
+    applied = package.load_params(device_path)
+    if 'binary_delta' not in record:   # finished before the baseline was recorded
+      record['binary_delta'] = binary_delta.sizes(device_params, applied)
+      _write_json(done, record)
+    return dict(record, params=applied)
   os.makedirs(workdir, exist_ok=True)
   shutil.copy(stats_path, os.path.join(workdir, 'feature_stats.json'))   # the base's features
   per_round = dcfg.prune_every or train_data.batches_per_epoch(
@@ -179,11 +186,16 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
   package.save_params(device_path, applied)
   record = {'bytes': info['bytes'], 'stored_values': info['stored_values'],
             'base_fingerprint': info['base_fingerprint'],
-            'result_fingerprint': info['result_fingerprint'], 'package': info['path']}
-  with open(done + '.tmp', 'w') as f:
-    json.dump(record, f, indent=1)
-  os.replace(done + '.tmp', done)
+            'result_fingerprint': info['result_fingerprint'], 'package': info['path'],
+            'binary_delta': binary_delta.sizes(device_params, applied)}
+  _write_json(done, record)
   return dict(record, params=applied)
+
+
+def _write_json(path: str, record: dict) -> None:
+  with open(path + '.tmp', 'w') as f:
+    json.dump(record, f, indent=1)
+  os.replace(path + '.tmp', path)
 
 
 def to_numpy(tree):
@@ -314,6 +326,8 @@ def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: 
       row = {'method': chain.method,
              'budget': f'{100 * chain.fraction:g}%' if chain.fraction else 'all',
              'update': k, 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
+             'binary_delta_bytes': info['binary_delta']['binary_delta_bytes'],
+             'bsdiff4_bytes': info['binary_delta']['bsdiff4_bytes'],
              **scores(device, new, os.path.join(workdir, 'eval.json'))}
       rows.append(row)
       log(f'[{chain.name}] update {k}: {row["bytes"]} bytes ({row["pct_full"]:.2f}% of full), '

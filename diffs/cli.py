@@ -14,6 +14,7 @@ Maker:
   python -m diffs.cli trust KEYS.json MAKER.key.pub ...       a device's initial trusted keys
   python -m diffs.cli manifest --key MAKER.key --out CHAIN.manifest PACKAGE ...
   python -m diffs.cli rotation --key MAKER.key --number N --out ROTATION NEW.pub ...
+  python -m diffs.cli binary-delta OLD.npz NEW.npz      what a generic binary delta would ship
 
 A refused package, manifest, rotation or key prints one line naming the file and the reason and
 exits with status 1; the params and trusted-keys files are then untouched. docs/DESIGN.md,
@@ -87,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
   rotation.add_argument('--number', required=True, type=int,
                         help='rotation number, higher than the one devices have installed')
   rotation.add_argument('--out', required=True)
+  binary = commands.add_parser('binary-delta', help='bytes of NEW\'s params file raw, with zstd, '
+                               'as a zstd delta against OLD\'s and as a bsdiff4 patch (the '
+                               'baseline a package is compared with)')
+  binary.add_argument('old', help='params .npz (a device\'s or an exported model\'s)')
+  binary.add_argument('new')
   return parser
 
 
@@ -142,6 +148,11 @@ def _run(args) -> None:
   elif args.command == 'manifest':
     doc = manifest.make(args.out, args.packages, signing.load_private_key(args.key), args.chain)
     print(f'{args.out}: {len(doc["packages"])} packages')
+  elif args.command == 'binary-delta':
+    # Imported here: the device's commands need no zstandard.
+    from diffs import binary_delta  # pylint: disable=g-import-not-at-top
+    sizes = binary_delta.sizes(package.load_params(args.old), package.load_params(args.new))
+    print(f'{args.new} from {args.old}: {binary_delta.format_sizes(sizes)}')
   else:
     signing.make_rotation(args.out, [signing.load_public_key(p) for p in args.public_keys],
                           args.number, signing.load_private_key(args.key))

@@ -12,6 +12,7 @@ import numpy as np
 
 from asr import evaluate as evaluate_lib
 from asr import train as train_lib
+from diffs import binary_delta
 from diffs import chain
 from experiments import data as data_lib
 from experiments import models
@@ -53,7 +54,11 @@ def run(cfg, root: str, log=print) -> list[dict]:
 def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
   dcfg = cfg.diffs
   notes = (f'Package bytes are the update files\' sizes ({dcfg.value_dtype} values, zlib); "% of '
-           f'full" compares them with the whole model serialised the same way. WER and CER on '
+           f'full" compares them with the whole model serialised the same way. "Binary delta" and '
+           f'"bsdiff4" are what a generic updater would ship for the same applied model: the '
+           f'device\'s float32 params file, zstd level {binary_delta.LEVEL} with the previous '
+           f'file as dictionary, or a bsdiff4 patch (diffs/binary_delta.py); they rebuild it bit '
+           f'for bit, so their accuracy is the row\'s. WER and CER on '
            f'each update\'s new-domain `{dcfg.eval_split}` split ({_SPLIT_WORDS[dcfg.eval_split]}) '
            f'and on the base domain\'s (forgetting), after applying the package on the device '
            f'side'
@@ -65,6 +70,7 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
            + (f' Skipped, {len(skipped)}: ' + '; '.join(skipped) + '.' if skipped else ''))
   columns = [('method', 'method'), ('budget', 'budget'), ('update', 'update'),
              ('bytes', 'package bytes'), ('pct_full', '% of full'),
+             ('binary_delta_bytes', 'binary delta bytes'), ('bsdiff4_bytes', 'bsdiff4 bytes'),
              ('wer_new', 'WER new domain %'), ('cer_new', 'CER new domain %'),
              ('wer_base', 'WER base domain %'), ('cer_base', 'CER base domain %')]
   text = report.write_table(rows, columns, os.path.join(root, 'diffs_table'),
@@ -84,8 +90,12 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
       xs, ys = by_method.setdefault(r['method'], ([], []))
       xs.append(r['bytes'])
       ys.append(r['wer_new'])
+      if r['method'] == 'full':   # the generic updater's bytes for the same model
+        for key, name in (('binary_delta_bytes', 'full as binary delta'),
+                          ('bsdiff4_bytes', 'full as bsdiff4')):
+          by_method[name] = ([r[key]], [r['wer_new']])
   report.lines({m: (list(np.asarray(x)[np.argsort(x)]), list(np.asarray(y)[np.argsort(x)]))
-                for m, (x, y) in by_method.items()}, 'package bytes (log)',
+                for m, (x, y) in by_method.items()}, 'update bytes (log)',
                f'WER % after update {last}', os.path.join(root, 'diffs_wer_vs_bytes.png'),
                'WER against update size', logx=True)
   print(text)
