@@ -5,6 +5,11 @@ import sys
 # a test asks for more (in a subprocess).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Many tests (and the launch.py subprocesses they start, which inherit the environment) compile
+# the same tiny models: JAX's persistent compilation cache, shared by the xdist workers, compiles
+# each program once per machine. Only compilations over a second are stored.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.cache', 'jax-tests'))
 
 
 def pytest_configure(config):

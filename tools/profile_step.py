@@ -2,8 +2,12 @@
 encoder with the CTC loss alone, the encoder alone, featurisation, and the RNN-T loss on given
 logits, each timed alone (median of 5 after compilation) on a synthetic batch.
 
-  python tools/profile_step.py BATCH SECONDS LABELS [key=value ...]   # e.g. 16 4 100
-  python tools/profile_step.py 30 4 60 model.prune_range=5      # a lever against the base config
+  python tools/profile_step.py BATCH SECONDS LABELS [key=value ...]   # e.g. 30 4 60
+  python tools/profile_step.py 30 4 60 model.prune_range=0      # a change to the base config
+  python tools/profile_step.py 30 4 60 levers     # the base recipe's levers added one at a time
+
+`levers` times, in one process, the earlier recipe (30 ms frames, the joint at every lattice
+cell) and then each lever of configs/base.py added in turn, so the ratios are side by side.
 
 RESULTS.md, "The base recognizer", quotes its figures.
 """
@@ -45,7 +49,19 @@ def timeit(fn, *args, reps: int = 5) -> float:
   return sorted(times)[reps // 2]
 
 
-def main(batch: int, seconds: float, labels_per_row: int, overrides: dict):
+EARLIER = {'frontend.stack': 3, 'frontend.stride': 3, 'model.ctc_upsample': 1,
+           'model.prune_range': 0, 'frontend.vtlp_warp': 0.0}
+LEVERS = [
+    ('30 ms frames, full joint (the earlier recipe)', EARLIER),
+    ('+ pruned joint (5 positions per frame)', {**EARLIER, 'model.prune_range': 5}),
+    ('+ 60 ms frames, 2 CTC outputs per frame', {**EARLIER, 'model.prune_range': 5,
+                                                 'frontend.stack': 6, 'frontend.stride': 6,
+                                                 'model.ctc_upsample': 2}),
+    ('+ VTLP (configs/base.py)', {}),
+]
+
+
+def main(batch: int, seconds: float, labels_per_row: int, overrides: dict, name: str = ''):
   cfg = base_cfg.get_config()
   sweep.apply_overrides(cfg, overrides, 'the command line')
   model = models.build_model(cfg)
@@ -86,13 +102,17 @@ def main(batch: int, seconds: float, labels_per_row: int, overrides: dict):
   t_loss = timeit(jax.grad(lambda lg: rnnt.rnnt_loss(lg, pads, labels, label_pads).sum()),
                   logits)
   audio_s = batch * seconds
-  print(f'B={batch} secs={seconds} U={labels_per_row} ({batch * feats.shape[1]} encoder '
-        f'frames): featurize {t_feat * 1e3:.0f} ms | RNN-T + CTC gradient {t_full * 1e3:.0f} ms '
+  print(f'{name + ": " if name else ""}B={batch} secs={seconds} U={labels_per_row} '
+        f'({batch * feats.shape[1]} encoder frames): featurize {t_feat * 1e3:.0f} ms | RNN-T + CTC gradient {t_full * 1e3:.0f} ms '
         f'({audio_s / t_full:.0f} audio-s/s) | encoder + CTC {t_ctc * 1e3:.0f} ms '
         f'({audio_s / t_ctc:.0f}) | encoder alone {t_enc * 1e3:.0f} ms | rnnt_loss on logits '
         f'{t_loss * 1e3:.0f} ms')
 
 
 if __name__ == '__main__':
-  main(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]),
-       dict(_parse(a) for a in sys.argv[4:]))
+  shape = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+  if sys.argv[4:] == ['levers']:
+    for lever, settings in LEVERS:
+      main(*shape, settings, lever)
+  else:
+    main(*shape, dict(_parse(a) for a in sys.argv[4:]))
