@@ -4,7 +4,10 @@ Pruning: a sparse branch's matrices carry 0/1 masks (the `masks` collection). At
 every epoch the masks are re-derived from |weight| per matrix at the density of a cubic schedule
 that falls from 1 (dense) to the branch's budget over `prune_epochs`, then stays there, so the
 last epochs train with fixed masks (Zhu & Gupta's gradual pruning). Per-matrix budgets make the
-FLOPs of every matrix exactly the budget, which is what the latency simulator charges.
+FLOPs of every matrix exactly the budget, which is what the latency simulator charges. With a
+group size (`model.encoder.sparse_group`) the masks keep whole row segments of that many output
+columns, the same count in every group (`asr.sparsity.group_mask`), under the same schedule:
+the structure that streams faster than the dense product (`asr.lstm.to_streaming`).
 
 Factorization: where a trained dense model exists, a rank-r branch starts from the truncated SVD
 of the dense weights, W ~= (U_r sqrt(S_r)) (sqrt(S_r) V_r^T); a dense or sparse branch starts as
@@ -20,8 +23,9 @@ from asr import train as train_lib
 
 
 def pruning_parametrization(specs, total_steps: int, steps_per_epoch: int,
-                            prune_epochs: int) -> train_lib.Parametrization:
-  """Plain training of the params, with the sparse branches' masks re-derived every epoch."""
+                            prune_epochs: int, group: int = 0) -> train_lib.Parametrization:
+  """Plain training of the params, with the sparse branches' masks re-derived every epoch
+  (element-wise, or in groups of `group` output columns)."""
   sparse = {s.name: s.budget for s in specs if s.kind == 'sparse'}
   base = train_lib.plain_parametrization()
   if not sparse:
@@ -35,21 +39,39 @@ def pruning_parametrization(specs, total_steps: int, steps_per_epoch: int,
       density = sparsity.density_schedule(epoch, num_epochs, budget, prune_epochs)
       branch_masks = masks['encoder']['branches'][name]
       branch_params = trainable['encoder']['branches'][name]
-      masks['encoder']['branches'][name] = magnitude_masks(branch_params, branch_masks, density)
+      masks['encoder']['branches'][name] = magnitude_masks(branch_params, branch_masks,
+                                                           density, group)
     return trainable, dict(fixed, masks=masks)
 
   return train_lib.Parametrization(init=base.init, apply=base.apply, on_round=on_epoch)
 
 
-def magnitude_masks(params, masks, density: float):
-  """For every masked kernel: keep its round(density * size) largest-|w| entries."""
+def magnitude_masks(params, masks, density: float, group: int = 0):
+  """For every masked kernel: keep its round(density * size) largest-|w| entries, or with a
+  group size its round(density * rows) largest row segments per group of output columns."""
   def one(path, mask):
     node = params
     for key in path:
       node = node[key.key]
     kernel = np.asarray(node)
+    if group:
+      return sparsity.group_mask(kernel, density, group).astype(mask.dtype)
     return sparsity.magnitude_mask(kernel, density).astype(mask.dtype)
   return jax.tree_util.tree_map_with_path(one, masks)
+
+
+def budget_masks(variables, specs, group: int = 0):
+  """The variables with every sparse branch pruned at its budget (the schedule's last masks),
+  for timing an untrained model at the cost it will have."""
+  if not any(spec.kind == 'sparse' for spec in specs):
+    return variables
+  masks = jax.tree_util.tree_map(np.asarray, variables['masks'])
+  for spec in specs:
+    if spec.kind == 'sparse':
+      masks['encoder']['branches'][spec.name] = magnitude_masks(
+          variables['params']['encoder']['branches'][spec.name],
+          masks['encoder']['branches'][spec.name], spec.budget, group)
+  return {**variables, 'masks': masks}
 
 
 def svd_factors(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:

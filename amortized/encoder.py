@@ -11,7 +11,10 @@ whole utterance is computed first by a cheap scan (arbitrator + latency recursio
 stack then runs layer by layer with every branch's input projection hoisted out of the time
 loop. Training computes all branches each frame and mixes them with the straight-through hard
 Gumbel sample (a one-hot forward, the soft sample's gradient backward); eval uses argmax routing
-and still computes every branch; `stream()` runs only the chosen branch (`lax.switch`).
+and still computes every branch; `stream()` runs only the chosen branch (`lax.switch`), with
+the weights of `stream_weights()`: sparse branches pruned in groups (`sparse_group`) in the
+grouped format of `asr.lstm.to_streaming`, which on one CPU thread costs a fraction of the
+masked dense product (element-wise masks stay masked dense: their grouped form is slower).
 With the hard sample a branch gets no gradient from the frames routed elsewhere (its weight in
 the mix is exactly 0), so a branch chosen for few frames learns from few frames; the option
 `gumbel_hard=False` mixes the branches with the soft sample itself in training, so every branch
@@ -34,6 +37,7 @@ from amortized import latency
 from amortized import routed_recurrence
 from asr import flops as flops_lib
 from asr import lstm
+from asr import sparsity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +65,11 @@ def parse_branches(spec: str) -> tuple[BranchSpec, ...]:
   return tuple(branches)
 
 
-def branch_flops(spec: BranchSpec, input_dim: int, layers: int, units: int, proj: int) -> int:
-  """Analytic FLOPs of one frame through one branch's whole stack (asr.flops conventions)."""
+def branch_flops(spec: BranchSpec, input_dim: int, layers: int, units: int, proj: int,
+                 sparse_group: int = 0) -> int:
+  """Analytic FLOPs of one frame through one branch's whole stack (asr.flops conventions).
+  A sparse matrix pruned in groups keeps round(budget * m) rows in every column, so n times
+  that many nonzeros (what the grouped product multiplies)."""
   total, dim = 0, input_dim
   out_dim = proj or units
   for _ in range(layers):
@@ -70,7 +77,10 @@ def branch_flops(spec: BranchSpec, input_dim: int, layers: int, units: int, proj
     if proj:
       shapes['proj'] = (units, proj)
     kinds = {k: spec.kind for k in shapes}
-    nnz = {k: int(round(spec.budget * m * n)) for k, (m, n) in shapes.items()}
+    if sparse_group:
+      nnz = {k: n * sparsity.rounded_count(spec.budget, m) for k, (m, n) in shapes.items()}
+    else:
+      nnz = {k: int(round(spec.budget * m * n)) for k, (m, n) in shapes.items()}
     ranks = {k: lstm.factorized_rank(m, n, spec.budget) for k, (m, n) in shapes.items()}
     total += flops_lib.lstm_layer_flops(
         dim, units, proj or None, kinds=kinds,
@@ -156,6 +166,8 @@ class AmNetEncoder(nn.Module):
   # An ablation at inference: every frame to this branch (the arbitrator's cost still counted,
   # the latency still simulated). Tells the accuracy of each trained branch inside the AmNet.
   force_branch: str = ''
+  # Sparse branches pruned in row segments of this many output columns (0: element-wise).
+  sparse_group: int = 0
 
   def setup(self):
     self.branch_set = Branches(self.branches, self.input_dim, self.layers, self.units, self.proj,
@@ -167,8 +179,8 @@ class AmNetEncoder(nn.Module):
   # --- costs -------------------------------------------------------------------------------
   def branch_costs(self) -> np.ndarray:
     """FLOPs per frame of each branch, the arbitrator's overhead included (K > 1)."""
-    costs = np.array([branch_flops(s, self.input_dim, self.layers, self.units, self.proj)
-                      for s in self.branches], np.float64)
+    costs = np.array([branch_flops(s, self.input_dim, self.layers, self.units, self.proj,
+                                   self.sparse_group) for s in self.branches], np.float64)
     if len(self.branches) > 1:
       costs += arbitrator_flops(self.input_dim, self.arbitrator_hidden, len(self.branches))
     return costs + self.routing.extra_frame_flops
@@ -289,12 +301,23 @@ class AmNetEncoder(nn.Module):
     return aux
 
   # --- streaming with real conditional compute ---------------------------------------------
-  def stream(self, x, paddings):
+  def stream_weights(self):
+    """Every branch's layer weights for `stream`, computed on the host (not under jit) once:
+    sparse branches pruned in groups in the grouped format, the others as trained."""
+    weights = self.branch_set()
+    if not self.sparse_group:
+      return weights
+    return [[lstm.to_streaming(w, self.sparse_group) for w in branch] if spec.kind == 'sparse'
+            else branch for spec, branch in zip(self.branches, weights)]
+
+  def stream(self, x, paddings, weights=None):
     """One utterance x [1, T, D] frame by frame, running only the chosen branch per frame.
 
+    `weights`: those of `stream_weights()`; None runs the trained weights (masked dense).
     Returns (outputs [1, T, P], dict(route [T] branch ids, pending, backlog [T], upl scalar)).
     """
-    weights = self.branch_set()
+    if weights is None:
+      weights = self.branch_set()
     k = len(self.branches)
     costs = jnp.asarray(self.branch_costs(), jnp.float32)
     hop, rate = self.routing.hop, self.routing.rate
@@ -380,4 +403,5 @@ def from_config(cfg, input_dim: int, hop: float) -> AmNetEncoder:
   return AmNetEncoder(input_dim=input_dim, layers=enc_cfg.layers, units=enc_cfg.units,
                       proj=enc_cfg.proj, branches=parse_branches(enc_cfg.branches),
                       arbitrator_hidden=routing_cfg.arbitrator_hidden, routing=routing,
-                      lstm_impl=enc_cfg.lstm_impl, force_branch=routing_cfg.force_branch)
+                      lstm_impl=enc_cfg.lstm_impl, force_branch=routing_cfg.force_branch,
+                      sparse_group=enc_cfg.sparse_group)

@@ -7,6 +7,19 @@ or the factorization rank r with 2r(m+n) <= budget * 2mn). `Matrix`
 returns the weights as a small dict and `matmul` applies them, so the recurrence runs as a plain
 `lax.scan` over arrays: no module call inside the loop.
 
+Training keeps a sparse matrix as the masked dense kernel, which costs a dense product. For
+streaming, `to_streaming` converts a layer's masked kernels (on the host, once) to the grouped
+format that `matmul` also applies: for every group of G consecutive output columns, the k input
+rows that are nonzero in that group and their [k, G] values, so the product gathers k inputs per
+group and multiplies them by a dense [k, G] block. It pays when the mask has that structure
+(`asr.sparsity.group_mask`: the same k rows in every group, nothing padded): on one CPU thread,
+at 10% density and G = 32, a [192 or 480, 768] product of one frame takes about 0.2x the dense
+one, and a 3 x LSTM-192 branch streams in under 0.1x the dense branch's time (whose 3.7 MB of
+weights overflow the 2 MB L2 cache every frame; `experiments/matvec_timing.py`, README
+"Performance").
+Gathering one index per output column instead (G = 1: plain ELL, of an element-wise mask) runs
+3-11x slower than dense: XLA's CPU gather costs far more per index than a multiply-add.
+
 Each layer's input projection does not depend on the recurrent state, so it is computed for the
 whole sequence in one matrix product before the scan ("hoisting"); the scan only does the
 recurrent product and the cell. The encoder (`amortized/encoder.py`, whose one-branch case is
@@ -29,6 +42,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from asr import recurrence
 
@@ -72,10 +86,63 @@ class Matrix(nn.Module):
 
 
 def matmul(weights: dict[str, Array], x: Array) -> Array:
-  """Applies a `Matrix`'s weights to x [..., in_features]."""
+  """Applies a `Matrix`'s weights (or their grouped format) to x [..., in_features]."""
   if 'kernel' in weights:
     return x @ weights['kernel']
+  if 'rows' in weights:
+    return grouped_matmul(weights, x)
   return (x @ weights['a']) @ weights['b']
+
+
+# Up to this many rows of x, the grouped product multiplies the gathered inputs by the values
+# and sums (a [rows, n / G, k, G] temporary); above, a batched dot (no temporary, but 1.6-3x
+# slower than dense at 4 rows and G = 32 on one CPU thread, where the sum is 0.2-0.7x).
+GROUPED_SUM_MAX_ROWS = 16
+
+
+def to_grouped(kernel, group: int) -> dict[str, Array]:
+  """A masked kernel [m, n] in the grouped format, exactly: for each of the n / G groups of
+  output columns, the k rows that have a nonzero in that group (k: the most of any group;
+  groups with fewer are padded with rows that are zero there) and their values.
+
+  Returns {'rows': int32 [n / G, k], 'values': [n / G, k, G]}; host-side (numpy)."""
+  kernel = np.asarray(kernel)
+  m, n = kernel.shape
+  if group < 1 or n % group:
+    raise ValueError(f'group {group} does not divide the {n} output columns')
+  blocks = kernel.reshape(m, n // group, group).transpose(1, 0, 2)        # [n / G, m, G]
+  live = np.any(blocks != 0, axis=2)
+  k = max(1, int(live.sum(1).max()))
+  # a stable sort puts each group's live rows first, in increasing order, then zero rows
+  rows = np.argsort(~live, axis=1, kind='stable')[:, :k].astype(np.int32)
+  values = np.take_along_axis(blocks, rows[..., None], axis=1)
+  return {'rows': jnp.asarray(rows), 'values': jnp.asarray(values)}
+
+
+def grouped_matmul(weights: dict[str, Array], x: Array) -> Array:
+  """x [..., m] times a matrix in the grouped format -> [..., n]."""
+  rows, values = weights['rows'], weights['values']
+  groups, _, group = values.shape
+  lead = x.shape[:-1]
+  flat = x.reshape(-1, x.shape[-1])
+  # The fastest forms measured on one CPU thread: for one row the einsum (the multiply-and-sum
+  # with a leading axis of 1 runs 15x slower); for a few rows the multiply-and-sum, except
+  # with G = 1, whose trailing axis of 1 makes it 5x slower than the batched dot.
+  if flat.shape[0] == 1:
+    y = jnp.einsum('ok,okn->on', flat[0][rows], values)
+  elif flat.shape[0] <= GROUPED_SUM_MAX_ROWS and group > 1:
+    y = jnp.sum(flat[:, rows][..., None] * values, axis=2)
+  else:
+    y = jnp.einsum('bok,okn->bon', flat[:, rows], values)
+  return y.reshape(*lead, groups * group)
+
+
+def to_streaming(layer_weights: dict[str, Any], group: int) -> dict[str, Any]:
+  """A layer's weights with every plain kernel (dense, or masked: kernel * mask) in the grouped
+  format; the product is the masked dense product up to float rounding. Pays where the masks
+  have the group structure (`asr.sparsity.group_mask`); host-side, once after loading."""
+  return {name: to_grouped(w['kernel'], group) if isinstance(w, dict) and 'kernel' in w else w
+          for name, w in layer_weights.items()}
 
 
 def lstm_cell(gates: Array, c: Array) -> tuple[Array, Array]:
@@ -208,6 +275,8 @@ def run_cudnn_stack(layer_weights, x: Array, paddings: Array, lstm_fn=None) -> A
 
 
 def _out_features(weights: dict[str, Array]) -> int:
+  if 'values' in weights:
+    return weights['values'].shape[0] * weights['values'].shape[2]
   return (weights['kernel'] if 'kernel' in weights else weights['b']).shape[-1]
 
 

@@ -10,8 +10,12 @@ Prints one JSON line per figure, then a table:
     ratio AmNet / full;
   - the RNN-T loss, forward + backward: `rnnt_loss` on full logits against `rnnt_loss_lean`
     (chunked joint), time and XLA's temporary-memory estimate;
-  - streaming inference on one CPU thread (`experiments.stream_timing`): real-time factor of each
-    branch alone and of the AmNet with its routing.
+  - streaming inference on one CPU thread (`experiments.stream_timing`): time per encoder frame,
+    real-time factor and the ratio to the first model timed, for each branch alone (the first
+    branch first) and the AmNet with its routing, or for a single sparse branch after the dense
+    branch of its shape; with `model.encoder.sparse_group` a sparse model is timed twice, in the
+    grouped sparse format and as its masked dense weights, so dense, masked dense and grouped
+    sparse stand side by side in one process.
 Synthetic batches of the largest bucket are used, so no corpus is needed.
 
 With `bench.reference` set, it times that comparison with PyTorch instead
@@ -149,13 +153,16 @@ def loss_figures(shape, reps: int) -> list[dict]:
 
 
 def _with_branches(cfg, branches: str):
-  """The config with other branches; a single branch gets the default routing keys, which
-  it does not read (validate.py refuses others)."""
+  """The config with other branches; a single branch gets the default routing keys, and
+  branches without a sparse one no pruning group, keys they do not read (validate.py refuses
+  others)."""
   out = ml_collections.ConfigDict(cfg.to_dict())
   out.model.encoder.branches = branches
   out.model.encoder.init_from = ''
   if ',' not in branches:
     out.model.encoder.routing = common.base_config().model.encoder.routing
+  if ':sparse' not in branches:
+    out.model.encoder.sparse_group = 0
   return out
 
 
@@ -170,20 +177,27 @@ def run(cfg, workdir: str, **_):
   main = train_step_figures(cfg, 'config')
   _emit(main, rows)
   enc = cfg.model.encoder
+  grouped = bool(enc.sparse_group)            # validate.py: then some branch is sparse
   stream_models = []
+
+  def stream_model(name, config, workdir=None, sparse=False):
+    stream_models.append({'name': name, 'config': config.to_dict(), 'workdir': workdir})
+    if sparse and grouped:
+      stream_models.append({'name': f'{name}, masked dense', 'config': config.to_dict(),
+                            'workdir': workdir, 'sparse_format': 'masked'})
+
   if ',' in enc.branches:
     full = train_step_figures(_with_branches(cfg, 'main:dense'), 'dense single branch')
     _emit(full, rows)
     _emit({'figure': 'ratio', 'what': 'AmNet train step / full train step',
            'value': main['step_s'] / full['step_s']}, rows)
     for item in enc.branches.split(','):
-      stream_models.append({'name': f'branch {item} alone',
-                            'config': _with_branches(cfg, item).to_dict()})
-    stream_models.append({'name': 'AmNet (routed)', 'config': cfg.to_dict(),
-                          'workdir': cfg.bench.trained_workdir or None})
+      stream_model(f'branch {item} alone', _with_branches(cfg, item), sparse=':sparse' in item)
+    stream_model('AmNet (routed)', cfg, cfg.bench.trained_workdir or None, sparse=grouped)
   else:
-    stream_models.append({'name': 'config', 'config': cfg.to_dict(),
-                          'workdir': cfg.bench.trained_workdir or None})
+    if ':sparse' in enc.branches:
+      stream_model('dense single branch', _with_branches(cfg, 'main:dense'))
+    stream_model('config', cfg, cfg.bench.trained_workdir or None, sparse=True)
   for shape in cfg.bench.loss_shapes:
     for record in loss_figures(tuple(shape), cfg.bench.loss_reps):
       _emit(record, rows)
@@ -196,7 +210,7 @@ def run(cfg, workdir: str, **_):
   first = results[0]['rtf']
   for r in results:
     _emit({'figure': 'streaming', 'model': r['name'], 'rtf_one_thread': r['rtf'],
-           'vs_first': r['rtf'] / first}, rows)
+           'ms_per_frame': r['ms_per_frame'], 'vs_first': r['rtf'] / first}, rows)
   _print_table(rows)
   return rows
 
@@ -221,5 +235,5 @@ def _print_table(rows):
       print(f"| {r['model']} step | {r['side']} ({where}) | {1000 * r['step_s']:.1f} ms"
             + (f" (compile {r['compile_s']:.1f} s)" if 'compile_s' in r else '') + ' |')
     elif r['figure'] == 'streaming':
-      print(f"| streaming, 1 CPU thread | {r['model']} | RTF {r['rtf_one_thread']:.4f} "
-            f"({r['vs_first']:.2f}x the first) |")
+      print(f"| streaming, 1 CPU thread | {r['model']} | {1000 * r['ms_per_frame']:.1f} us/frame, "
+            f"RTF {r['rtf_one_thread']:.4f} ({r['vs_first']:.2f}x the first) |")

@@ -9,10 +9,15 @@ models.
   python -m experiments.stream_timing SPEC.json     # prints one JSON line per model
 
 SPEC.json: {"models": [{"name", "config" (a config as a dict), "workdir" (optional: trained
-weights and the longest test utterances; random init and synthetic audio otherwise)}],
-"utterances": N, "seconds": S (synthetic length), "repeats": R (timed passes per model, default 7;
-the median is reported)}.
+weights and the longest test utterances; otherwise random init, its sparse branches pruned at
+their budgets, and synthetic audio),
+"sparse_format" (optional: "grouped", the default, streams sparse branches pruned in groups in
+the grouped format of the encoder's `stream_weights`; "masked" streams the trained masked dense
+weights)}], "utterances": N, "seconds": S (synthetic length), "repeats": R (timed passes per
+model, default 7; the median is reported)}. Each result has the median pass's seconds, the
+real-time factor, and the time per encoder frame.
 """
+import functools
 import json
 import os
 import subprocess
@@ -21,6 +26,7 @@ import tempfile
 import time
 
 REPEATS = 7      # timed passes per model; the median is reported
+SPARSE_FORMATS = ('grouped', 'masked')
 SINGLE_THREAD_FLAGS = ('--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1')
 
 
@@ -46,6 +52,8 @@ def _run(spec: dict):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
+  from amortized import compression  # pylint: disable=g-import-not-at-top
+  from amortized import encoder as encoder_lib  # pylint: disable=g-import-not-at-top
   from asr import features  # pylint: disable=g-import-not-at-top
   from asr import train as train_lib  # pylint: disable=g-import-not-at-top
   from asr.data import batching  # pylint: disable=g-import-not-at-top
@@ -57,6 +65,9 @@ def _run(spec: dict):
   audio = None
   prepared = []
   for m in spec['models']:
+    if m.get('sparse_format', 'grouped') not in SPARSE_FORMATS:
+      raise ValueError(f'stream_timing: sparse_format {m["sparse_format"]!r} is not one of '
+                       f'{SPARSE_FORMATS}')
     cfg = ml_collections.ConfigDict(m['config'])
     model = models.build_model(cfg)
     empty = batching.Dataset([], data_lib.buckets(cfg))
@@ -67,10 +78,12 @@ def _run(spec: dict):
         order = np.argsort([-a.size for a in test.audio])[:n]
         audio = [test.audio[i] for i in sorted(order)]
     else:
-      variables = train_lib.init_variables(model, cfg, empty, cfg.seed)
+      variables = compression.budget_masks(
+          train_lib.init_variables(model, cfg, empty, cfg.seed),
+          encoder_lib.parse_branches(cfg.model.encoder.branches), cfg.model.encoder.sparse_group)
       stats = {'mean': np.zeros(cfg.frontend.num_mels, np.float32),
                'std': np.ones(cfg.frontend.num_mels, np.float32)}
-    prepared.append((m['name'], cfg, model, variables, stats))
+    prepared.append((m['name'], m.get('sparse_format', 'grouped'), cfg, model, variables, stats))
   if audio is None:
     rng = np.random.default_rng(0)
     samples = int(float(spec.get('seconds', 4.0)) * 16000)
@@ -81,15 +94,18 @@ def _run(spec: dict):
   # argument, keeps a sweep's rows from compiling the same features once per row.
   featurizers = {}
   runs = []
-  for name, cfg, model, variables, stats in prepared:
+  for name, sparse_format, cfg, model, variables, stats in prepared:
     frontend = json.dumps(cfg.frontend.to_dict(), sort_keys=True)
     if frontend not in featurizers:
       featurizers[frontend] = jax.jit(lambda a, st, fe=cfg.frontend: features.featurize(
           a, np.zeros(a.shape, np.float32), fe, st))
     feats = lambda a, featurize=featurizers[frontend], stats=stats: featurize(a, stats)
     enc_vars = {k: v['encoder'] for k, v in variables.items() if 'encoder' in v}
-    stream = jax.jit(lambda x, p, model=model, enc_vars=enc_vars: model.encoder.apply(
-        enc_vars, x, p, method='stream'))
+    weights = (model.encoder.apply(enc_vars, method='stream_weights')
+               if sparse_format == 'grouped' else None)
+    stream = jax.jit(lambda x, p, w, model=model, enc_vars=enc_vars: model.encoder.apply(
+        enc_vars, x, p, w, method='stream'))
+    stream = functools.partial(stream, w=weights)
     inputs = [feats(a[None]) for a in audio]
     runs.append((name, stream, inputs, _time_pass(stream, inputs)))   # compiles every shape
   # One pass of the utterances takes well under a second, so a single pass per model swings
@@ -100,10 +116,12 @@ def _run(spec: dict):
     for name, stream, inputs, _ in runs:
       passes[name].append(_time_pass(stream, inputs))
   results = []
-  for name, _, _, first_pass in runs:
+  for name, _, inputs, first_pass in runs:
     seconds = float(np.median(passes[name]))
+    frames = sum(int(x.shape[1]) for x, _ in inputs)
     results.append({'name': name, 'stream_seconds': seconds, 'audio_seconds': audio_seconds,
-                    'rtf': seconds / audio_seconds, 'first_pass_seconds': first_pass,
+                    'rtf': seconds / audio_seconds, 'frames': frames,
+                    'ms_per_frame': 1000 * seconds / frames, 'first_pass_seconds': first_pass,
                     'pass_seconds': passes[name]})
   return results
 

@@ -97,9 +97,19 @@ def _check_encoder(enc):
   from amortized import amortized_loss  # pylint: disable=g-import-not-at-top
   from amortized import encoder as amnet  # pylint: disable=g-import-not-at-top
   try:
-    names = [b.name for b in amnet.parse_branches(enc.branches)]
+    specs = amnet.parse_branches(enc.branches)
   except ValueError as e:
     raise ConfigError(f'config.{e}') from None
+  names, kinds = [b.name for b in specs], {b.kind for b in specs}
+  group = enc.sparse_group
+  _require(group >= 0, 'model.encoder.sparse_group', f'{group} must be >= 0 (0 = element-wise)')
+  _require(not group or 'sparse' in kinds, 'model.encoder.sparse_group',
+           f'{group} applies only to sparse branches; model.encoder.branches={enc.branches!r} '
+           'has none')
+  widths = [4 * enc.units] + ([enc.proj] if enc.proj else [])
+  _require(not group or all(w % group == 0 for w in widths), 'model.encoder.sparse_group',
+           f'{group} must divide every pruned matrix\'s output width {widths} (4 x units'
+           + (', proj)' if enc.proj else ')'))
   routing = enc.routing
   if len(names) == 1:
     # A baseline has no arbitrator: a routing key set away from its default would do nothing.
