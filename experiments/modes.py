@@ -38,7 +38,7 @@ def train(cfg, workdir: str, **_):
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     f.write(cfg.to_json_best_effort(indent=1))
   with open(os.path.join(workdir, 'runs.jsonl'), 'a') as f:    # one line per start or resume
-    f.write(json.dumps(report.stamp()) + '\n')
+    f.write(json.dumps({**report.stamp(), 'train_steps': cfg.train.steps}) + '\n')
   model = models.build_model(cfg)
   train_data = data_lib.load_split(cfg, cfg.data.train_split, train=True)
   eval_data = data_lib.load_split(cfg, cfg.data.eval_split)

@@ -62,14 +62,20 @@ def model_card(cfg, workdir: str, params, last_eval: dict, last_train: dict,
       f'RNN-T with {enc.layers} x LSTM-{enc.units} encoder (branches `{enc.branches}`), '
       f'predictor LSTM-{cfg.model.pred_units}, joint {cfg.model.joint_dim}, CTC head weight '
       f'{cfg.model.ctc_weight:g}; {count:,} parameters ({4 * count / 1e6:.1f} MB as float32). '
-      'Character alphabet (tokenizer.json); 80 log-mels, 30 ms encoder frames.', '',
+      f'Character alphabet (tokenizer.json); {cfg.frontend.num_mels} log-mels, '
+      f'{cfg.frontend.hop_ms * cfg.frontend.stride:g} ms encoder frames'
+      + (f', RNN-T joint pruned to {cfg.model.prune_range} label positions per frame in training'
+         if cfg.model.prune_range else '')
+      + (f', vocal-tract-length perturbation +-{cfg.frontend.vtlp_warp:g}'
+         if cfg.frontend.vtlp_warp else '') + '.', '',
       f'- corpus: {corpus} (train split `{cfg.data.train_split}`)',
       f'- training: {last_train.get("step", "?")} steps, '
       f'{last_train.get("wall_s", float("nan")) / 60:.1f} min of training wall time',
   ]
   for run in runs:
+    schedule = (f' (a schedule of {run["train_steps"]:,} steps)' if 'train_steps' in run else '')
     lines.append(f'- trained by `{run["command"]}` at commit {run["commit"]} on {run["machine"]}, '
-                 f'{run["date"]}')
+                 f'{run["date"]}{schedule}')
   lines.append(f'- exported by `{command()}` at commit {commit()}, {datetime.date.today()}')
   splits = sorted({k.split('/')[0] for k in last_eval if '/' in k})
   if splits:
@@ -180,6 +186,40 @@ def learning_curves(workdir: str) -> str | None:
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
+
+
+def compare_runs(runs: dict[str, str], minutes: list[float], stem: str) -> str:
+  """Runs side by side at equal training wall time: for each run (name -> workdir) and minute
+  mark, the WER/CER of every evaluated split at its last evaluation at or before that mark
+  (`stem.md`, `stem.csv`), and every run's curves in one plot (`stem.png`)."""
+  from asr import metric_writer  # pylint: disable=g-import-not-at-top
+  rows, series = [], {}
+  for name, workdir in runs.items():
+    evals = [r for r in metric_writer.read_metrics(workdir, 'eval') if 'wall_s' in r]
+    if not evals:
+      raise FileNotFoundError(f'{workdir}: no evaluation with a wall time in metrics.jsonl')
+    splits = sorted({k.rsplit('/', 1)[0] for r in evals for k in r if k.endswith('/wer')})
+    for split in splits:
+      series[f'{name}: {split}'] = ([r['wall_s'] / 60 for r in evals],
+                                    [100 * r[f'{split}/wer'] for r in evals])
+    for mark in minutes:
+      done = [r for r in evals if r['wall_s'] / 60 <= mark]
+      if not done:
+        continue
+      r = done[-1]
+      row = {'run': name, 'minutes': mark, 'at': f'{r["wall_s"] / 60:.1f} min, step {r["step"]}'}
+      for split in splits:
+        row[f'{split} WER'] = 100 * r[f'{split}/wer']
+        row[f'{split} CER'] = 100 * r[f'{split}/cer']
+      if len(splits) == 2:
+        row['CER ratio'] = row[f'{splits[0]} CER'] / row[f'{splits[1]} CER']
+      rows.append(row)
+  keys = list(dict.fromkeys(k for r in rows for k in r))
+  text = write_table(rows, [(k, k) for k in keys], stem, 'Runs at equal training wall time',
+                     'Each cell: the last evaluation at or before the minute mark (evaluation '
+                     'time excluded from the wall time).')
+  lines(series, 'training wall time (min)', 'WER %', stem + '.png', 'WER against training time')
+  return text
 
 
 def routing_still(log_mel, route, branch_names, backlog_ms, frame_seconds: float, path: str,

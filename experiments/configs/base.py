@@ -32,7 +32,7 @@ def get_config():
   c.model.joint_dim = 128
   c.model.ctc_upsample = 2
   c.model.prune_range = 5
-  c.train.steps = 11000
+  c.train.steps = 8500
   c.train.lr = 5e-3
   c.train.warmup_steps = 500
   c.train.eval_every = 1500
