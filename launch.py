@@ -15,9 +15,9 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 
+from asr import multihost
 from experiments import modes
 from experiments import sweep as sweep_lib
 from experiments import validate
@@ -36,7 +36,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if os.environ.get('JAX_DISTRIBUTED') == '1':
-    jax.distributed.initialize()               # multi-host: TPU pods, GPU clusters
+    multihost.initialize()                     # multi-host: TPU pods, GPU clusters
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)     # orbax logs every save at INFO
   if not FLAGS.workdir:

@@ -69,11 +69,14 @@ class Checkpointer:
     return _restore_empty(restored['state'], abstract_state), restored['meta']
 
   def restore_raw(self, step: int | None = None):
-    """The latest `state` and `fixed` as saved (numpy), without a target: for reading a trained
-    model's parameters into another model (initialisation, diffs' base)."""
+    """The latest `state` and `fixed` as saved, without a target: for reading a trained
+    model's parameters into another model (initialisation, diffs' base). A checkpoint saved
+    over devices this process does not have (a multi-host run's) is read onto its first
+    local device."""
     step = self.latest_step() if step is None else step
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(fallback_sharding=local), meta=ocp.args.JsonRestore()))
     return restored['state'], restored['meta']
 
   def close(self):

@@ -61,9 +61,7 @@ def write(folder: str, params, config_json: str, stats: dict, card: str) -> None
   np.savez(buffer, **flatten(params))
   _atomic_write(os.path.join(folder, PARAMS), buffer.getvalue())
   _atomic_write(os.path.join(folder, 'config.json'), config_json.encode())
-  stats_path = os.path.join(folder, 'feature_stats.json')
-  frontend.save_stats(stats_path + '.part', stats['mean'], stats['std'])
-  os.replace(stats_path + '.part', stats_path)
+  frontend.save_stats(os.path.join(folder, 'feature_stats.json'), stats['mean'], stats['std'])
   tokenizer = {'alphabet': text_lib.ALPHABET, 'blank_id': text_lib.CharTokenizer.blank_id}
   _atomic_write(os.path.join(folder, 'tokenizer.json'), json.dumps(tokenizer).encode())
   _atomic_write(os.path.join(folder, 'model_card.md'), card.encode())

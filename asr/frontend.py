@@ -19,6 +19,7 @@ Everything here on device is jit-able for fixed shapes (the size arguments are s
 numbers); the statistics code (`compute_stats`, `save_stats`, `load_stats`) is host numpy.
 """
 import json
+import os
 from typing import Iterable, NamedTuple, Tuple
 
 import jax
@@ -163,9 +164,10 @@ def save_stats(path: str, mean, std) -> None:
   if mean.shape != std.shape or mean.ndim != 1:
     raise FrontendError(f'frontend: stats for {path} need 1-D mean and std of equal length, '
                         f'got {mean.shape} and {std.shape}')
-  with open(path, 'w') as f:
+  with open(path + '.tmp', 'w') as f:    # atomic: another process may be reading it
     json.dump({'num_features': int(mean.shape[0]), 'mean': mean.tolist(),
                'std': std.tolist()}, f, indent=1)
+  os.replace(path + '.tmp', path)
 
 
 def load_stats(path: str) -> FeatureStats:

@@ -13,11 +13,19 @@ import tensorboardX
 
 
 class MetricWriter:
-  def __init__(self, workdir: str):
+  """`active=False` (every process but process 0 of a multi-host run) writes nothing: the
+  records are the same on every host, and the files are one per run."""
+
+  def __init__(self, workdir: str, active: bool = True):
+    self.active = active
+    if not active:
+      return
     self._file = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
     self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def write(self, kind: str, record: dict):
+    if not self.active:
+      return
     self._file.write(json.dumps({'kind': kind, **record}, default=float) + '\n')
     self._file.flush()
     for key, value in record.items():
@@ -26,8 +34,9 @@ class MetricWriter:
     self._tb.flush()
 
   def close(self):
-    self._file.close()
-    self._tb.close()
+    if self.active:
+      self._file.close()
+      self._tb.close()
 
 
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict]:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from asr import checkpoint as ckpt_lib
@@ -31,6 +32,7 @@ from asr import export
 from asr import features
 from asr import frontend
 from asr import metric_writer
+from asr import multihost
 from asr import rnnt
 from asr.data import batching
 
@@ -198,21 +200,49 @@ def make_mesh() -> Mesh:
   return Mesh(np.asarray(jax.devices()), ('data',))
 
 
+def process_part(mesh: Mesh) -> tuple[int, int]:
+  """(i, n): this process's devices hold the i-th of n equal blocks of rows of every batch on
+  the mesh's `data` axis, so it builds only those rows (`Dataset.train_batch(part=...)`)."""
+  n = jax.process_count()
+  if n == 1:
+    return 0, 1
+  index = NamedSharding(mesh, P('data')).addressable_devices_indices_map((mesh.size,))
+  rows = sorted(s.indices(mesh.size)[:2] for (s,) in index.values())
+  start, stop = rows[0][0], rows[-1][1]
+  if stop - start != mesh.size // n or any(a[1] != b[0] for a, b in zip(rows, rows[1:])):
+    raise ValueError(f'process {jax.process_index()}: its devices are not one contiguous block '
+                     f'of the mesh ({rows} of {mesh.size}); the batch cannot be split by host')
+  return start // (stop - start), n
+
+
 def shard_batch(batch, mesh: Mesh):
-  """Global batch (every host builds the same one) -> arrays split along the batch axis over
-  the mesh; each host contributes only its own rows."""
+  """This process's rows of the global batch (`process_part`; all rows with one process) ->
+  global arrays split along the batch axis over the mesh."""
   sharding = NamedSharding(mesh, P('data'))
-  n, i = jax.process_count(), jax.process_index()
-  local = {k: np.split(v, n)[i] if n > 1 else v for k, v in batch.items()}
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+  n = jax.process_count()
+  return {k: jax.make_array_from_process_local_data(sharding, v, (len(v) * n,) + v.shape[1:])
+          for k, v in batch.items()}
 
 
 def replicate(tree, mesh: Mesh):
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  """The same value on every device of the mesh. With several processes each places its own
+  copy (same seed, same checkpoint, so the same values), which skips device_put's cross-host
+  equality check, a collective for every leaf."""
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  def put(x):
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+  return jax.tree_util.tree_map(put, tree)
 
 
 def feature_stats(dataset, cfg, workdir: str | None, max_utterances: int = 200):
-  """Global log-mel mean/std over the first utterances of the training split (cached)."""
+  """Global log-mel mean/std over the first utterances of the training split (cached).
+
+  Every process computes the same numbers (or reads the cache); process 0 writes the cache,
+  atomically, so another process reads either nothing or the whole file (float32 values
+  survive the JSON round trip exactly)."""
   path = os.path.join(workdir, 'feature_stats.json') if workdir else None
   if path and os.path.exists(path):
     mean, std = frontend.load_stats(path)
@@ -226,7 +256,7 @@ def feature_stats(dataset, cfg, workdir: str | None, max_utterances: int = 200):
       else:
         yield tuple(np.asarray(x) for x in log_mel(batch['audio'], batch['audio_paddings']))
   mean, std = frontend.compute_stats(feats())
-  if path:
+  if path and multihost.is_main():
     frontend.save_stats(path, mean, std)
   return {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
 
@@ -242,15 +272,39 @@ def init_variables(model, cfg, dataset, seed: int):
 
 
 class _Preemption:
-  """SIGTERM sets a flag; the loop saves a checkpoint and exits at the next step boundary."""
+  """SIGTERM sets a flag; the loop saves a checkpoint and exits at the next step boundary.
 
-  def __init__(self):
+  With several processes the save is collective, so every process must stop at the same step
+  whichever of them got the signal. After each train step every process dispatches its flag
+  to a tiny all-gather and reads the result one step later: all read the same flags at the same
+  step, and the host never waits on the step it has just dispatched. With one process the flag
+  is read directly, at the step it is seen.
+  """
+
+  def __init__(self, mesh: Mesh):
     self.requested = False
     self._old = signal.signal(signal.SIGTERM, self._handle)
+    self._mesh = mesh
+    self._pending = None
+    if jax.process_count() > 1:
+      self._sharding = NamedSharding(mesh, P('data'))
+      self._gather = jax.jit(lambda flags: flags, out_shardings=NamedSharding(mesh, P()))
 
   def _handle(self, signum, frame):
     del signum, frame
     self.requested = True
+
+  def agreed(self) -> list[int]:
+    """The processes that got SIGTERM, the same list on every process (empty: go on)."""
+    if jax.process_count() == 1:
+      return [0] if self.requested else []
+    local = np.full(len(self._sharding.addressable_devices), self.requested, np.int32)
+    flags = self._gather(shard_batch({'f': local}, self._mesh)['f'])
+    previous, self._pending = self._pending, flags
+    if previous is None:
+      return []
+    devices = self._mesh.devices.flat
+    return sorted({devices[j].process_index for j in np.flatnonzero(np.asarray(previous))})
 
   def restore(self):
     signal.signal(signal.SIGTERM, self._old)
@@ -269,6 +323,10 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   `<split>/<metric>`. Every record carries `wall_s`, the run's training wall time so far (kept
   across resumes), so learning curves can be drawn against time.
   Returns (variables, feature stats, history): history holds the last train/eval metrics.
+
+  With several processes (`asr.multihost`) every process runs this with the same arguments:
+  each builds only its rows of every batch, evaluates on its own, and saves the checkpoints
+  with the others; process 0 alone writes metrics, feature stats and train_summary.json.
   """
   tcfg = cfg.train
   os.makedirs(workdir, exist_ok=True)
@@ -301,7 +359,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
     wall_before = 0.0
   state, fixed, stats_dev = replicate(state, mesh), replicate(fixed, mesh), replicate(stats, mesh)
   train_step = make_train_step(model, cfg, optimizer, parametrization)
-  writer = metric_writer.MetricWriter(workdir)
+  writer = metric_writer.MetricWriter(workdir, active=multihost.is_main())
   schedule = lr_schedule(tcfg)
   start = int(state['step'])
   started = time.perf_counter()
@@ -310,7 +368,8 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
                        'seed': cfg.seed, 'wall_s': wall()}
   history = {}
   progress = metric_writer.Progress(start, tcfg.steps, log=log)
-  preempt = _Preemption()
+  preempt = _Preemption(mesh)
+  part = process_part(mesh)
   per_round = parametrization.round_steps or per_epoch
   window_audio_s, window_start, window_step = 0.0, wall(), start
   try:
@@ -321,7 +380,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
             step // per_round, jax.device_get(state['trainable']), jax.device_get(fixed))
         state = dict(state, trainable=replicate(trainable_host, mesh))
         fixed = replicate(fixed_host, mesh)
-      host_batch = train_data.train_batch(step, sizes, cfg.seed)
+      host_batch = train_data.train_batch(step, sizes, cfg.seed, part=part)
       window_audio_s += batching.audio_seconds(host_batch, cfg.frontend.hop_ms / 1000)
       state, metrics = train_step(state, fixed, shard_batch(host_batch, mesh), stats_dev)
       if tcfg.nan_policy == 'stop' and not bool(metrics['finite']):
@@ -331,6 +390,9 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
       if (step + 1) % tcfg.log_every == 0 or step + 1 == tcfg.steps:
         metrics = jax.device_get(metrics)
         record = {k: float(v) for k, v in metrics.items()}
+        if jax.process_count() > 1:       # each host counted its own rows
+          window_audio_s = float(multihost_utils.process_allgather(
+              np.float32(window_audio_s)).sum())
         record.update(step=step + 1, epoch=epoch, compilations=len(train_step.traces),
                       skipped_nonfinite=int(state['skipped']), wall_s=wall())
         # Audio trained per second of wall time since the last record (compilation included).
@@ -343,9 +405,11 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
         history['train'] = record
         progress.update(step + 1, record['loss'])
       done = step + 1 == tcfg.steps
-      if preempt.requested:
+      signalled = preempt.agreed()
+      if signalled:
         ckpt.save(step + 1, {'state': state, 'fixed': fixed}, meta(step + 1), force=True)
-        log(f'SIGTERM: saved step {step + 1} to {workdir}/checkpoints; exiting')
+        where = f' (process {signalled})' if jax.process_count() > 1 else ''
+        log(f'SIGTERM{where}: saved step {step + 1} to {workdir}/checkpoints; exiting')
         raise SystemExit(143)
       ckpt.save(step + 1, {'state': state, 'fixed': fixed}, meta(step + 1), force=done)
       if evaluate_fn and eval_data is not None and (
@@ -371,12 +435,13 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
     ckpt.close()
   variables = parametrization.apply(jax.device_get(state['trainable']), jax.device_get(fixed))
   summary = os.path.join(workdir, 'train_summary.json')
-  with open(summary + '.tmp', 'w') as f:       # atomic: sweeps read it to skip finished runs
-    json.dump({'steps': int(state['step']), 'compilations': len(train_step.traces),
-               'buckets_used': len({str(s) for s in train_step.traces}),
-               'skipped_nonfinite': int(state['skipped']), **history},
-              f, indent=1, default=float)
-  os.replace(summary + '.tmp', summary)
+  if multihost.is_main():
+    with open(summary + '.tmp', 'w') as f:     # atomic: sweeps read it to skip finished runs
+      json.dump({'steps': int(state['step']), 'compilations': len(train_step.traces),
+                 'buckets_used': len({str(s) for s in train_step.traces}),
+                 'skipped_nonfinite': int(state['skipped']), **history},
+                f, indent=1, default=float)
+    os.replace(summary + '.tmp', summary)
   return variables, stats, history
 
 

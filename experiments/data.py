@@ -2,6 +2,7 @@
 import os
 
 from asr import features
+from asr import multihost
 from asr.data import batching
 
 SOURCES = ('voice_assistant', 'folder', 'librispeech', 'librispeech_dir')
@@ -13,7 +14,8 @@ def source(cfg, split: str, log=print):
   if data_cfg.source == 'voice_assistant':
     from asr.data.voice_assistant import corpus  # pylint: disable=g-import-not-at-top
     data_dir = data_cfg.data_dir or corpus.DEFAULT_DATA_DIR
-    corpus.build(data_cfg.corpus, data_dir)     # no-op when already built
+    with multihost.main_first(f'corpus {data_cfg.corpus}'):
+      corpus.build(data_cfg.corpus, data_dir)     # no-op when already built
     return corpus.load(data_cfg.corpus, split, data_dir)
   if data_cfg.source == 'folder':
     from asr.data import folder  # pylint: disable=g-import-not-at-top

@@ -8,6 +8,7 @@ import jax
 from amortized import compression
 from amortized import encoder as amnet
 from asr import evaluate as evaluate_lib
+from asr import multihost
 from asr import train as train_lib
 from asr.data import batching
 from experiments import data as data_lib
@@ -32,13 +33,15 @@ def parametrization_and_init(cfg, model, train_data):
   return param, init_vars
 
 
-def train(cfg, workdir: str, **_):
-  """Trains `cfg` in `workdir` (resuming), evaluating on `cfg.data.eval_split` as it goes."""
+def train(cfg, workdir: str, log=print, **_):
+  """Trains `cfg` in `workdir` (resuming), evaluating on `cfg.data.eval_split` as it goes.
+  Process 0 writes config.json, runs.jsonl and the learning curves (`asr.multihost`)."""
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(cfg.to_json_best_effort(indent=1))
-  with open(os.path.join(workdir, 'runs.jsonl'), 'a') as f:    # one line per start or resume
-    f.write(json.dumps({**report.stamp(), 'train_steps': cfg.train.steps}) + '\n')
+  if multihost.is_main():
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(cfg.to_json_best_effort(indent=1))
+    with open(os.path.join(workdir, 'runs.jsonl'), 'a') as f:    # one line per start or resume
+      f.write(json.dumps({**report.stamp(), 'train_steps': cfg.train.steps}) + '\n')
   model = models.build_model(cfg)
   train_data = data_lib.load_split(cfg, cfg.data.train_split, train=True)
   eval_data = data_lib.load_split(cfg, cfg.data.eval_split)
@@ -50,8 +53,9 @@ def train(cfg, workdir: str, **_):
   param, init_vars = parametrization_and_init(cfg, model, train_data)
   _, _, history = train_lib.train(cfg, workdir, model, train_data, eval_data,
                                   parametrization=param, init_vars=init_vars,
-                                  evaluate_fn=evaluator)
-  report.learning_curves(workdir)
+                                  evaluate_fn=evaluator, log=log)
+  if multihost.is_main():
+    report.learning_curves(workdir)
   print(json.dumps({'workdir': workdir, **history}, default=float))
   return history
 
@@ -65,9 +69,10 @@ def eval(cfg, workdir: str, **_):  # pylint: disable=redefined-builtin
   result, rows = evaluate_lib.Evaluator(model, cfg)(variables, dataset, stats, return_rows=True)
   forced = cfg.model.encoder.routing.force_branch
   out = os.path.join(workdir, f'eval_{cfg.data.eval_split}{"_" + forced if forced else ""}.json')
-  with open(out, 'w') as f:
-    json.dump({'result': result, 'rows': rows}, f, indent=1,
-              default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o))
+  if multihost.is_main():
+    with open(out, 'w') as f:
+      json.dump({'result': result, 'rows': rows}, f, indent=1,
+                default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o))
   print(json.dumps({'split': cfg.data.eval_split, **result}))
   return result
 
@@ -121,7 +126,8 @@ def export(cfg, workdir: str, export_dir: str = '', **_):
   trains = metric_writer.read_metrics(workdir, 'train')
   card = report.model_card(cfg, workdir, params, evals[-1] if evals else {},
                            trains[-1] if trains else {}, data_lib.fingerprint(cfg))
-  export_lib.write(out, params, cfg.to_json_best_effort(indent=1), stats, card)
+  if multihost.is_main():
+    export_lib.write(out, params, cfg.to_json_best_effort(indent=1), stats, card)
   print(f'exported {workdir} -> {out}')
 
 
@@ -158,7 +164,8 @@ def demo(cfg, workdir: str, **_):
   start = time.time()
   stage = lambda text: print(f'\n=== [{(time.time() - start) / 60:5.1f} min] {text}', flush=True)
   stage('1/4 corpus: building (or finding) voice_assistant/small')
-  corpus.build('small', corpus.DEFAULT_DATA_DIR)
+  with multihost.main_first('corpus small'):
+    corpus.build('small', corpus.DEFAULT_DATA_DIR)
   amnet_root = os.path.join(workdir, 'amnet')
   sweep = sweep_lib.load_sweep('experiments/sweeps/demo.py', amnet_root)
   stage('2/4 AmNet: the shipped base as the full model; static factorized baseline, AmNet '

@@ -57,6 +57,44 @@ def tiny_dataset(cfg, n: int = 16, seed: int = 0):
                                            cfg.data.chars_per_second))
 
 
+def fake_corpus(splits=(('base_train', 16, 0), ('base_test', 4, 1)), build_seconds=1.0):
+  """A stand-in for `asr.data.voice_assistant.corpus` (install it in sys.modules) whose
+  `build` writes synthetic splits to data_dir, slowly, and appends the building process to
+  data_dir/builds.log, and whose `load` reads them: a process that loads before the build has
+  finished fails, and every build is on record."""
+  import pickle  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  module = types.ModuleType('asr.data.voice_assistant.corpus')
+  module.DEFAULT_DATA_DIR = ''
+  path = lambda name, data_dir: os.path.join(data_dir, f'voice_assistant_{name}.pkl')
+
+  def build(name, data_dir):
+    if os.path.exists(path(name, data_dir)):
+      return
+    time.sleep(build_seconds)
+    data = {split: synthetic_examples(n, seed) for split, n, seed in splits}
+    with open(path(name, data_dir) + '.tmp', 'wb') as f:
+      pickle.dump(data, f)
+    os.replace(path(name, data_dir) + '.tmp', path(name, data_dir))
+    with open(os.path.join(data_dir, 'builds.log'), 'a') as f:
+      f.write(f'{jax.process_index()}\n')
+
+  def load(name, split, data_dir):
+    with open(path(name, data_dir), 'rb') as f:
+      return pickle.load(f)[split]
+  module.build, module.load = build, load
+  return module
+
+
+def stub_evaluator(model, cfg):
+  """In place of `asr.evaluate.Evaluator` where a test trains through modes.train but does not
+  need its decoding (compiled per bucket, seconds of the test's time)."""
+  del model, cfg
+  return lambda variables, dataset, stats: {'wer': 1.0}
+
+
 def simulate_loop(costs, rate: float, hop: float, paddings=None) -> dict:
   """The latency recursion as a plain loop over one utterance: the tests' reference for
   amortized/latency.py (f_t = max(f_{t-1}, a_t) + cost_t / rate, a_t = (t + 1) * hop)."""

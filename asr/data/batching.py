@@ -244,8 +244,11 @@ class Dataset:
     counts = np.bincount(self.bucket, minlength=len(self.buckets.seconds))
     return int(sum(math.ceil(c / n) for c, n in zip(counts, self._sizes(batch_size))))
 
-  def train_batch(self, step: int, batch_size, seed: int) -> dict[str, np.ndarray]:
-    """The batch of global step `step`: (seed, step) fully determine it."""
+  def train_batch(self, step: int, batch_size, seed: int,
+                  part: tuple[int, int] = (0, 1)) -> dict[str, np.ndarray]:
+    """The batch of global step `step`: (seed, step) fully determine it. part=(i, n): only
+    the i-th of n equal blocks of its rows, the share of one host of a multi-host run (the
+    rows `np.split(full_batch, n)[i]` would give, built without the other hosts' audio)."""
     per_epoch = self.batches_per_epoch(batch_size)
     if per_epoch == 0:
       raise ValueError(f'{self.name}: no usable examples ({self.skipped.summary(self.name)})')
@@ -253,7 +256,12 @@ class Dataset:
     if getattr(self, '_plan_epoch', None) != epoch:
       self._plan, self._plan_epoch = self.epoch_plan(batch_size, seed, epoch), epoch
     bucket, indices = self._plan[i]
-    return self.batch(indices, bucket, self._sizes(batch_size)[bucket])
+    size = self._sizes(batch_size)[bucket]
+    index, parts = part
+    if size % parts:
+      raise ValueError(f'{self.name}: a batch of {size} rows does not split into {parts} parts')
+    rows = size // parts
+    return self.batch(indices[index * rows:(index + 1) * rows], bucket, rows)
 
   def eval_batches(self, batch_size: int, limit: int | None = None):
     """Every example once (the first `limit`), grouped by bucket; yields (batch, indices)."""
