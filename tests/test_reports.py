@@ -22,7 +22,8 @@ SWEEP = '''
 SMALL = {{'data.corpus': 'tiny', 'model.encoder.layers': 1, 'model.encoder.units': 32,
           'model.pred_units': 16, 'model.joint_dim': 16, 'train.batch_size': 4,
           'train.steps': {steps}, 'train.warmup_steps': 1, 'train.checkpoint_every': 100,
-          'eval.max_utterances': 4, 'data.cache_features': False}}
+          'eval.max_utterances': 4, 'data.cache_features': False,
+          'data.bucket_seconds': (2.0, 4.0, 8.0), 'data.batch_seconds': 0.0}}
 
 
 def get_sweep(root):

@@ -6,8 +6,9 @@ logits, each timed alone (median of 5 after compilation) on a synthetic batch.
   python tools/profile_step.py 30 4 60 model.prune_range=0      # a change to the base config
   python tools/profile_step.py 30 4 60 levers     # the base recipe's levers added one at a time
 
-`levers` times, in one process, the earlier recipe (30 ms frames, the joint at every lattice
-cell) and then each lever of configs/base.py added in turn, so the ratios are side by side.
+`levers` times, in one process, the shipped recipe (30 ms frames, the joint at every lattice
+cell) and then each lever of configs/base.py:levers added in turn, so the ratios are side by
+side.
 
 RESULTS.md, "The base recognizer", quotes its figures.
 """
@@ -49,15 +50,13 @@ def timeit(fn, *args, reps: int = 5) -> float:
   return sorted(times)[reps // 2]
 
 
-EARLIER = {'frontend.stack': 3, 'frontend.stride': 3, 'model.ctc_upsample': 1,
-           'model.prune_range': 0, 'frontend.vtlp_warp': 0.0}
+PRUNED = {'model.prune_range': 5}
+SIXTY = {**PRUNED, 'frontend.stack': 6, 'frontend.stride': 6, 'model.ctc_upsample': 2}
 LEVERS = [
-    ('30 ms frames, full joint (the earlier recipe)', EARLIER),
-    ('+ pruned joint (5 positions per frame)', {**EARLIER, 'model.prune_range': 5}),
-    ('+ 60 ms frames, 2 CTC outputs per frame', {**EARLIER, 'model.prune_range': 5,
-                                                 'frontend.stack': 6, 'frontend.stride': 6,
-                                                 'model.ctc_upsample': 2}),
-    ('+ VTLP (configs/base.py)', {}),
+    ('30 ms frames, full joint (configs/base.py)', {}),
+    ('+ pruned joint (5 positions per frame)', PRUNED),
+    ('+ 60 ms frames, 2 CTC outputs per frame', SIXTY),
+    ('+ VTLP (configs/base.py:levers)', {**SIXTY, 'frontend.vtlp_warp': 0.1}),
 ]
 
 
