@@ -39,6 +39,7 @@ Array = jax.Array
 # Stands in for log(0): far below any real path score, far above float32 overflow even after
 # being added to itself once per lattice step.
 _LOG_ZERO = -1e30
+LOG_ZERO = _LOG_ZERO   # for modules that build lattices cell by cell (asr/rnnt/pruned.py)
 
 
 class RNNTShapeError(ValueError):
@@ -59,6 +60,11 @@ def _check_labels(labels, label_paddings, vocab: int, blank_id: int) -> None:
     b, u = np.argwhere(bad)[0]
     raise RNNTLabelError(f'labels[{b}, {u}] = {labels[b, u]} is not a label id (vocab {vocab}, '
                          f'blank {blank_id}); {int(bad.sum())} such entries')
+
+
+def lengths(paddings: Array) -> Array:
+  """[B] number of valid (zero-padding) positions per row."""
+  return _lengths(paddings)
 
 
 def _lengths(paddings: Array) -> Array:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from asr.rnnt import loss as loss_lib
 
-_LOG_ZERO = loss_lib._LOG_ZERO   # pylint: disable=protected-access
+_LOG_ZERO = loss_lib.LOG_ZERO
 
 
 def simple_lattice(am, lm, labels, blank_id: int = 0):
@@ -56,8 +56,8 @@ def band_begin(blank_logp, label_logp, logit_paddings, label_paddings, prune_ran
   if prune_range >= positions:
     return jnp.zeros((batch, frames), jnp.int32)
   size = prune_range
-  num_frames = loss_lib._lengths(logit_paddings)           # pylint: disable=protected-access
-  num_labels = loss_lib._lengths(label_paddings)           # pylint: disable=protected-access
+  num_frames = loss_lib.lengths(logit_paddings)
+  num_labels = loss_lib.lengths(label_paddings)
 
   def log_likelihood(blank, label):
     return -loss_lib.rnnt_loss_from_logprobs(blank, label, logit_paddings, label_paddings).sum()
