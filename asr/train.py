@@ -309,6 +309,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   meta = lambda step: {'step': step, 'epoch': step // per_epoch, 'batches_per_epoch': per_epoch,
                        'seed': cfg.seed, 'wall_s': wall()}
   history = {}
+  deadline, stopped = tcfg.get('deadline', 0.0), ''
   progress = metric_writer.Progress(start, tcfg.steps, log=log)
   preempt = _Preemption()
   per_round = parametrization.round_steps or per_epoch
@@ -324,11 +325,14 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
       host_batch = train_data.train_batch(step, sizes, cfg.seed)
       window_audio_s += batching.audio_seconds(host_batch, cfg.frontend.hop_ms / 1000)
       state, metrics = train_step(state, fixed, shard_batch(host_batch, mesh), stats_dev)
+      # A deadline (a GPU lent for minutes): the step that crosses it ends the run as the last
+      # step would, with a checkpoint, an evaluation and the summary.
+      out_of_time = bool(deadline) and time.time() >= deadline
       if tcfg.nan_policy == 'stop' and not bool(metrics['finite']):
         raise NonFiniteError(
             f'non-finite loss or gradient at step {step}; last good checkpoint: step '
             f'{ckpt.latest_step()} in {workdir}/checkpoints (nothing was overwritten)')
-      if (step + 1) % tcfg.log_every == 0 or step + 1 == tcfg.steps:
+      if (step + 1) % tcfg.log_every == 0 or step + 1 == tcfg.steps or out_of_time:
         metrics = jax.device_get(metrics)
         record = {k: float(v) for k, v in metrics.items()}
         record.update(step=step + 1, epoch=epoch, compilations=len(train_step.traces),
@@ -342,7 +346,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
         writer.write('train', record)
         history['train'] = record
         progress.update(step + 1, record['loss'])
-      done = step + 1 == tcfg.steps
+      done = step + 1 == tcfg.steps or out_of_time
       if preempt.requested:
         ckpt.save(step + 1, {'state': state, 'fixed': fixed}, meta(step + 1), force=True)
         log(f'SIGTERM: saved step {step + 1} to {workdir}/checkpoints; exiting')
@@ -364,6 +368,10 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
         history['eval'] = result
         log(f'step {step + 1}: eval ' + ' '.join(f'{k}={v:.4g}' for k, v in result.items()
                                                  if isinstance(v, float)))
+      if out_of_time:
+        stopped = f'train.deadline reached at step {step + 1} of {tcfg.steps}'
+        log(stopped)
+        break
   finally:
     preempt.restore()
     progress.close()
@@ -374,7 +382,8 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   with open(summary + '.tmp', 'w') as f:       # atomic: sweeps read it to skip finished runs
     json.dump({'steps': int(state['step']), 'compilations': len(train_step.traces),
                'buckets_used': len({str(s) for s in train_step.traces}),
-               'skipped_nonfinite': int(state['skipped']), **history},
+               'skipped_nonfinite': int(state['skipped']), **history,
+               **({'stopped_early': stopped} if stopped else {})},
               f, indent=1, default=float)
   os.replace(summary + '.tmp', summary)
   return variables, stats, history
