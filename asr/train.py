@@ -368,6 +368,12 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   meta = lambda step: {'step': step, 'epoch': step // per_epoch, 'batches_per_epoch': per_epoch,
                        'seed': cfg.seed, 'wall_s': wall()}
   history = {}
+  deadline, stopped = tcfg.get('deadline', 0.0), ''
+  if deadline and jax.process_count() > 1:
+    # Each host's clock would end the loop at a different step and the collective save would
+    # hang; a multi-host run is bounded by its scheduler's SIGTERM instead.
+    raise ValueError('train.deadline: single-process runs only (got '
+                     f'{jax.process_count()} processes); use SIGTERM to end a multi-host run')
   progress = metric_writer.Progress(start, tcfg.steps, log=log)
   preempt = _Preemption(mesh)
   part = process_part(mesh)
@@ -384,11 +390,14 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
       host_batch = train_data.train_batch(step, sizes, cfg.seed, part=part)
       window_audio_s += batching.audio_seconds(host_batch, cfg.frontend.hop_ms / 1000)
       state, metrics = train_step(state, fixed, shard_batch(host_batch, mesh), stats_dev)
+      # A deadline (a GPU lent for minutes): the step that crosses it ends the run as the last
+      # step would, with a checkpoint, an evaluation and the summary.
+      out_of_time = bool(deadline) and time.time() >= deadline
       if tcfg.nan_policy == 'stop' and not bool(metrics['finite']):
         raise NonFiniteError(
             f'non-finite loss or gradient at step {step}; last good checkpoint: step '
             f'{ckpt.latest_step()} in {workdir}/checkpoints (nothing was overwritten)')
-      if (step + 1) % tcfg.log_every == 0 or step + 1 == tcfg.steps:
+      if (step + 1) % tcfg.log_every == 0 or step + 1 == tcfg.steps or out_of_time:
         metrics = jax.device_get(metrics)
         record = {k: float(v) for k, v in metrics.items()}
         if jax.process_count() > 1:       # each host counted its own rows
@@ -405,7 +414,7 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
         writer.write('train', record)
         history['train'] = record
         progress.update(step + 1, record['loss'])
-      done = step + 1 == tcfg.steps
+      done = step + 1 == tcfg.steps or out_of_time
       signalled = preempt.agreed()
       if signalled:
         ckpt.save(step + 1, {'state': state, 'fixed': fixed}, meta(step + 1), force=True)
@@ -429,6 +438,10 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
         history['eval'] = result
         log(f'step {step + 1}: eval ' + ' '.join(f'{k}={v:.4g}' for k, v in result.items()
                                                  if isinstance(v, float)))
+      if out_of_time:
+        stopped = f'train.deadline reached at step {step + 1} of {tcfg.steps}'
+        log(stopped)
+        break
   finally:
     preempt.restore()
     progress.close()
@@ -440,7 +453,8 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
     with open(summary + '.tmp', 'w') as f:     # atomic: sweeps read it to skip finished runs
       json.dump({'steps': int(state['step']), 'compilations': len(train_step.traces),
                  'buckets_used': len({str(s) for s in train_step.traces}),
-                 'skipped_nonfinite': int(state['skipped']), **history},
+                 'skipped_nonfinite': int(state['skipped']), **history,
+                 **({'stopped_early': stopped} if stopped else {})},
                 f, indent=1, default=float)
     os.replace(summary + '.tmp', summary)
   return variables, stats, history

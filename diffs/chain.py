@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import time
 
 import jax
 import ml_collections
@@ -40,7 +41,6 @@ import numpy as np
 from asr import sparsity
 from asr import train as train_lib
 from asr.data import batching
-from diffs import binary_delta
 from diffs import delta as delta_lib
 from diffs import fisher
 from diffs import package
@@ -152,7 +152,7 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
       record = json.load(f)
     applied = package.load_params(device_path)
     if 'binary_delta' not in record:   # finished before the baseline was recorded
-      record['binary_delta'] = binary_delta.sizes(device_params, applied)
+      record['binary_delta'] = _binary_delta(dcfg, device_params, applied)
       _write_json(done, record)
     return dict(record, params=applied)
   os.makedirs(workdir, exist_ok=True)
@@ -187,9 +187,19 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
   record = {'bytes': info['bytes'], 'stored_values': info['stored_values'],
             'base_fingerprint': info['base_fingerprint'],
             'result_fingerprint': info['result_fingerprint'], 'package': info['path'],
-            'binary_delta': binary_delta.sizes(device_params, applied)}
+            'binary_delta': _binary_delta(dcfg, device_params, applied)}
   _write_json(done, record)
   return dict(record, params=applied)
+
+
+def _binary_delta(dcfg, old, new) -> dict:
+  """`binary_delta.sizes` of one update, or None per figure with `diffs.binary_delta` off:
+  zstd -19 and bsdiff4 took 14 s over the 4 MB CPU model's params file on a shared 2-core CPU,
+  and grow faster than the file: minutes per update over the paper-size model's 67 MB."""
+  if not dcfg.get('binary_delta', True):
+    return {'binary_delta_bytes': None, 'bsdiff4_bytes': None}
+  from diffs import binary_delta  # pylint: disable=g-import-not-at-top
+  return binary_delta.sizes(old, new)
 
 
 def _write_json(path: str, record: dict) -> None:
@@ -312,24 +322,39 @@ def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: 
   log(f'base model: WER base {rows[0]["wer_base"]:.2f}%, update_1 (before) '
       f'{rows[0]["wer_new"]:.2f}%; full model package {full_bytes} bytes')
   chains, skipped = plan_chains(dcfg, base_params, log)
-  for chain in chains:
-    device = base_params
-    for k in range(1, dcfg.updates + 1):
+  # Update k of every chain before update k + 1 of any: a run stopped by `diffs.deadline` (a
+  # unix time: a GPU lent for minutes) then holds every method as far as the slowest got. An
+  # update starts only if the longest one so far would still end before it.
+  devices = {chain.name: base_params for chain in chains}
+  per_chain = {chain.name: [] for chain in chains}
+  deadline, longest = dcfg.get('deadline', 0.0), 0.0
+  for k in range(1, dcfg.updates + 1):
+    for chain in chains:
+      if len(per_chain[chain.name]) < k - 1:    # an earlier update of this chain was cut
+        continue
+      if deadline and time.time() + longest > deadline:
+        skipped.append(f'{chain.name} update {k} and later (diffs.deadline)')
+        log(f'[{chain.name}] update {k}: not started, too close to diffs.deadline')
+        continue
       workdir = os.path.join(root, 'chains', chain.name, f'update_{k}')
       new = f'update_{k}'
       train_data, replayed = update_data(sources, k, buckets, dcfg.replay_fraction, cfg.seed + k)
       log(f'[{chain.name}] update {k}/{dcfg.updates}: {len(train_data)} utterances '
           f'({replayed} replayed)')
-      info = run_update(ucfg, workdir, model, chain.method, device, chain.budget, train_data,
-                        stats_path, k, log=quiet)
-      device = info['params']
+      update_start = time.perf_counter()
+      info = run_update(ucfg, workdir, model, chain.method, devices[chain.name], chain.budget,
+                        train_data, stats_path, k, log=quiet)
+      devices[chain.name] = info['params']
       row = {'method': chain.method,
              'budget': f'{100 * chain.fraction:g}%' if chain.fraction else 'all',
              'update': k, 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
              'binary_delta_bytes': info['binary_delta']['binary_delta_bytes'],
              'bsdiff4_bytes': info['binary_delta']['bsdiff4_bytes'],
-             **scores(device, new, os.path.join(workdir, 'eval.json'))}
-      rows.append(row)
+             **scores(info['params'], new, os.path.join(workdir, 'eval.json'))}
+      longest = max(longest, time.perf_counter() - update_start)
+      per_chain[chain.name].append(row)
       log(f'[{chain.name}] update {k}: {row["bytes"]} bytes ({row["pct_full"]:.2f}% of full), '
           f'WER {new} {row["wer_new"]:.2f}%, base {row["wer_base"]:.2f}%')
+  for chain in chains:                          # the table lists each chain's updates together
+    rows += per_chain[chain.name]
   return rows, skipped

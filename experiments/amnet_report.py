@@ -69,7 +69,11 @@ def write(sweep: dict, root: str, log=print) -> str:
   if not rows:
     raise FileNotFoundError(f'{root}: no trained rows; run the sweep first')
   full = next((r for r in rows if r['name'] == 'full'), rows[0])
-  _stream_times(rows, full, details, sweep)
+  # A sweep may skip the streaming timing (`stream_utterances: 0`): on one CPU thread a
+  # paper-size model compiles one program per utterance length and streams at RTF 0.03.
+  streamed = sweep.get('stream_utterances', STREAM_UTTERANCES)
+  if streamed:
+    _stream_times(rows, full, details, sweep, streamed)
   for r in rows:
     r['flops_vs_full'] = 100 * r['mflops_per_frame'] / full['mflops_per_frame']
   cfg0 = details[rows[0]['name']]['cfg']
@@ -79,13 +83,14 @@ def write(sweep: dict, root: str, log=print) -> str:
   notes = (f'Simulated device: {enc0.routing.rate / 1e6:.1f} MFLOP/s single thread, one encoder '
            f'frame every {enc0.routing.hop * 1000:.0f} ms (the full model at '
            f'{cfg0.model.encoder.full_model_rtf:g}x real time). WER on {subset}'
-           f'`{cfg0.data.eval_split}` (held-out voices) of corpus `{cfg0.data.corpus}`. '
-           f'Streaming time: the '
-           f'{STREAM_UTTERANCES} longest test utterances streamed frame by frame (only the '
-           f'chosen branch runs) on one CPU thread: the median of {stream_timing.REPEATS} passes '
-           f'taken in turn over the rows of one process, {STREAM_GROUP - 1} rows and the full '
-           f'model at most per process; "stream time / full" compares a row with the full '
-           f'model timed in the same process.')
+           f'`{cfg0.data.eval_split}` (held-out voices) of corpus `{cfg0.data.corpus}`. ' +
+           (f'Streaming time: the '
+            f'{streamed} longest test utterances streamed frame by frame (only the '
+            f'chosen branch runs) on one CPU thread: the median of {stream_timing.REPEATS} '
+            f'passes taken in turn over the rows of one process, {STREAM_GROUP - 1} rows and '
+            f'the full model at most per process; "stream time / full" compares a row with the '
+            f'full model timed in the same process.' if streamed else
+            'Streaming time not measured in this run (the sweep\'s `stream_utterances` is 0).'))
   columns = [('name', 'row'), ('branches', 'branches'), ('latency_loss', 'latency term'),
              ('wer', 'WER %'), ('cer', 'CER %'), ('mflops_per_frame', 'MFLOP/frame'),
              ('flops_vs_full', '% of full FLOPs'), ('shares', 'frames per branch'),
@@ -109,7 +114,7 @@ def write(sweep: dict, root: str, log=print) -> str:
   return text
 
 
-def _stream_times(rows, full, details, sweep):
+def _stream_times(rows, full, details, sweep, utterances=STREAM_UTTERANCES):
   """Each row's streaming RTF, and its ratio to the full model's timed beside it.
 
   A timing process holds at most STREAM_GROUP models: each model compiles one program per
@@ -123,7 +128,7 @@ def _stream_times(rows, full, details, sweep):
   for start in range(0, max(len(others), 1), STREAM_GROUP - 1):
     group = [full] + others[start:start + STREAM_GROUP - 1]
     timing = stream_timing.measure({'models': [spec(r) for r in group],
-                                    'utterances': STREAM_UTTERANCES})
+                                    'utterances': utterances})
     reference = timing[0]['rtf']
     if start == 0:
       full['stream_rtf'], full['stream_time_vs_full'] = reference, 1.0

@@ -12,7 +12,6 @@ import numpy as np
 
 from asr import evaluate as evaluate_lib
 from asr import train as train_lib
-from diffs import binary_delta
 from diffs import chain
 from experiments import data as data_lib
 from experiments import models
@@ -53,12 +52,18 @@ def run(cfg, root: str, log=print) -> list[dict]:
 
 def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
   dcfg = cfg.diffs
+  if dcfg.get('binary_delta', True):
+    from diffs import binary_delta  # pylint: disable=g-import-not-at-top
+    generic = (f'"Binary delta" and "bsdiff4" are what a generic updater would ship for the '
+               f'same applied model: the device\'s float32 params file, zstd level '
+               f'{binary_delta.LEVEL} with the previous file as dictionary, or a bsdiff4 patch '
+               f'(diffs/binary_delta.py); they rebuild it bit for bit, so their accuracy is the '
+               f'row\'s.')
+  else:
+    generic = '"Binary delta" and "bsdiff4" not computed (`diffs.binary_delta` off).'
   notes = (f'Package bytes are the update files\' sizes ({dcfg.value_dtype} values, zlib); "% of '
-           f'full" compares them with the whole model serialised the same way. "Binary delta" and '
-           f'"bsdiff4" are what a generic updater would ship for the same applied model: the '
-           f'device\'s float32 params file, zstd level {binary_delta.LEVEL} with the previous '
-           f'file as dictionary, or a bsdiff4 patch (diffs/binary_delta.py); they rebuild it bit '
-           f'for bit, so their accuracy is the row\'s. WER and CER on '
+           f'full" compares them with the whole model serialised the same way. {generic} '
+           f'WER and CER on '
            f'each update\'s new-domain `{dcfg.eval_split}` split ({_SPLIT_WORDS[dcfg.eval_split]}) '
            f'and on the base domain\'s (forgetting), after applying the package on the device '
            f'side'
@@ -93,7 +98,8 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
       if r['method'] == 'full':   # the generic updater's bytes for the same model
         for key, name in (('binary_delta_bytes', 'full as binary delta'),
                           ('bsdiff4_bytes', 'full as bsdiff4')):
-          by_method[name] = ([r[key]], [r['wer_new']])
+          if r.get(key) is not None:
+            by_method[name] = ([r[key]], [r['wer_new']])
   report.lines({m: (list(np.asarray(x)[np.argsort(x)]), list(np.asarray(y)[np.argsort(x)]))
                 for m, (x, y) in by_method.items()}, 'update bytes (log)',
                f'WER % after update {last}', os.path.join(root, 'diffs_wer_vs_bytes.png'),

@@ -91,6 +91,8 @@ def model_card(cfg, workdir: str, params, last_eval: dict, last_train: dict,
 
 
 def _fmt(value) -> str:
+  if value is None:            # a figure not computed in this run
+    return '-'
   if isinstance(value, float):
     if value != value:
       return 'n/a'

@@ -6,7 +6,8 @@ trains in `root/name`; `{root}` in an override value is replaced by the sweep's 
 how an AmNet row names the full model it starts from. Points already finished (their
 `train_summary.json` reached the configured steps) are skipped. Other keys go to the report
 (the AmNet report's `routing_row`: the row its routing still shows; `ablation_rows`: AmNets
-whose branches it also evaluates alone).
+whose branches it also evaluates alone; `stream_utterances`: how many test utterances it streams
+for the timing columns, 0 for none).
 """
 import importlib.util
 import json

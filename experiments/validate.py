@@ -61,6 +61,7 @@ def check(cfg):
   _require(0 <= train.warmup_steps, 'train.warmup_steps', 'must be >= 0')
   _require(train.checkpoint_every >= 1 and train.log_every >= 1 and train.eval_every >= 1,
            'train', 'checkpoint_every, log_every and eval_every must be >= 1')
+  _require(train.get('deadline', 0.0) >= 0, 'train.deadline', 'must be a unix time, or 0 (none)')
   _require(train.nan_policy in ('skip', 'stop'), 'train.nan_policy',
            f'{train.nan_policy!r} not skip|stop')
   parts = ({'encoder', 'predictor', 'joint'} | ({'ctc_head'} if model.ctc_weight > 0 else set())

@@ -184,3 +184,24 @@ def test_run_chain_rows_layout_replay_and_resume(base, tmp_path):
   calls.clear()
   again, _ = run(lambda *_: None)
   assert again == rows and calls == []
+
+
+def test_deadline_stops_every_chain_before_its_next_update(base, tmp_path):
+  # tools/gpu_oneshot.sh: a chain stopped by diffs.deadline still writes its table, the updates
+  # not started named among the skipped. Past the deadline before the first update, every chain
+  # stops there and nothing trains.
+  cfg, model, _, base_dir = base
+  cfg = _diffs_config(cfg, methods='sparse,full', budgets='0.1', updates=2, steps_per_update=2,
+                      replay_fraction=0.0, eval_split='test', eval_utterances=2,
+                      deadline=1.0)
+  domains = chain.domains(2)
+  sources = {name: helpers.synthetic_examples(4, seed) for seed, name in enumerate(domains)}
+  tests = {name: helpers.tiny_dataset(cfg, 2, seed=10 + seed) for seed, name in enumerate(domains)}
+  rows, skipped = chain.run_chain(cfg, str(tmp_path), model=model, base_dir=base_dir, tests=tests,
+                                  sources=sources, buckets=tests['base'].buckets,
+                                  evaluator=lambda *a, **k: {'wer': 0.5, 'cer': 0.25},
+                                  log=lambda *_: None)
+  assert [r['method'] for r in rows] == ['base model']
+  assert skipped == ['sparse@0.1 update 1 and later (diffs.deadline)',
+                     'full update 1 and later (diffs.deadline)']
+  assert not (tmp_path / 'chains').exists()

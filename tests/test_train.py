@@ -66,6 +66,20 @@ def test_resume_continues_from_checkpoint_and_matches(tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_deadline_ends_the_run_as_its_last_step_would(tmp_path):
+  # train.deadline (tools/gpu_oneshot.sh): the step that crosses it is the last, with a
+  # checkpoint, the evaluation and the summary that say so.
+  cfg = helpers.tiny_config(**{'train.steps': 1000, 'train.deadline': 1.0})
+  data = helpers.tiny_dataset(cfg)
+  model = models.build_model(cfg)
+  _, _, history = train_lib.train(cfg, str(tmp_path), model, data, data,
+                                  evaluate_fn=evaluate.Evaluator(model, cfg), log=lambda *_: None)
+  summary = json.load(open(tmp_path / 'train_summary.json'))
+  assert summary['steps'] == 1 and 'deadline' in summary['stopped_early']
+  assert history['eval'] and history['train']['step'] == 1
+  assert (tmp_path / 'checkpoints' / '1').is_dir()
+
+
 @pytest.mark.parametrize('policy', ['skip', 'stop'])
 def test_nonfinite_step_is_skipped_or_stops(tmp_path, monkeypatch, policy):
   cfg = helpers.tiny_config(**{'train.steps': 3, 'train.nan_policy': policy})

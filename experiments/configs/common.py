@@ -102,6 +102,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 100
   c.train.keep_checkpoints = 3
   c.train.nan_policy = 'skip'            # skip (count the step) | stop (message + exit)
+  # A unix time (time.time()) after which the step then running is the last: checkpoint,
+  # evaluation and summary as at `steps` (tools/gpu_oneshot.sh sets it from its stage's end).
+  # 0 = none. The learning rate still follows `steps`: choose steps that fit, this is the guard.
+  c.train.deadline = 0.0
 
   c.bench = ml_collections.ConfigDict()    # launch.py --mode=bench
   c.bench.steps = 20

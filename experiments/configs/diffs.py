@@ -58,6 +58,9 @@ def get_config(size: str = 'small'):
   # Empty: each chain signs with a chain-local maker key, `chains/<chain>/maker.key` in the
   # workdir, made on first use; it proves only that the packages came from this run.
   c.diffs.signing_key = ''
+  # The generic binary-delta baseline (zstd -19, bsdiff4) beside every update; off where time is
+  # short (tools/gpu_oneshot.sh): it costs minutes per update at paper size.
+  c.diffs.binary_delta = True
   if size == 'full':                   # GPU-sized (make reproduce)
     c.model.encoder.layers = 4
     c.model.encoder.units = 320

@@ -132,13 +132,15 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
     return epath.Path(__file__)
 
   def __init__(self, *, workers: int | None = None, engine_dir: str | None = None,
-               engines_allowed: tuple | None = None, **kwargs):
+               engines_allowed: tuple | None = None, search_system: bool = True, **kwargs):
     """`workers`: synthesis processes (default: all cores; 1: in this process).
     `engine_dir`: a folder with engine binaries (bin/), libraries (lib/) and data (share/).
-    `engines_allowed`: restrict the config's engines further (e.g. ('flite',))."""
+    `engines_allowed`: restrict the config's engines further (e.g. ('flite',)).
+    `search_system`: False takes engines from `engine_dir` alone (no PATH, no piper)."""
     self._workers = workers or os.cpu_count() or 1
     self._engine_dir = engine_dir
     self._engines_allowed = engines_allowed
+    self._search_system = search_system
     self._pool = None
     self._progress = None
     self._seconds = collections.defaultdict(float)
@@ -176,7 +178,7 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager
     config = self.builder_config
-    env = engines.engine_env(self._engine_dir)
+    env = engines.engine_env(self._engine_dir, self._search_system)
     wanted = tuple(e for e in config.tts_engines
                    if self._engines_allowed is None or e in self._engines_allowed)
     voices = engines.find_voices(wanted, env)
@@ -194,6 +196,13 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
         'subset_of': config.subset_of,
         'seed': config.seed,
         'engines': {e: engines.engine_version(e, env) for e in used},
+        # A corpus built elsewhere (a GPU machine without apt, say) may lack engines: what the
+        # config asked for and where the engines came from tell it apart from this one.
+        'engines_wanted': list(wanted),
+        'engines_missing': sorted(set(wanted) - set(used)),
+        'engine_source': ((f'packed folder {os.path.basename(os.path.abspath(self._engine_dir))}'
+                           if self._engine_dir else 'system') +
+                          ('' if self._search_system else ' only')),
         'base_voices': {'train': sorted({s.base for s in train_speakers}),
                         'held_out': sorted({s.base for s in held_out})},
         'speakers': {'train': [s.name for s in train_speakers],
@@ -213,7 +222,7 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
 
   def _map(self, tasks):
     config = augment.AugmentConfig()
-    env = engines.engine_env(self._engine_dir)
+    env = engines.engine_env(self._engine_dir, self._search_system)
     if self._workers == 1:
       synth.init_worker(env, config)
       return map(synth.render, tasks)

@@ -1,7 +1,7 @@
 """Build and read the embedded `voice_assistant` corpus.
 
   python -m asr.data.voice_assistant.corpus --config=tiny|small|full [--workers=N]
-      [--engine_dir=DIR] [--engines=flite,espeak] [--data_dir=DIR]
+      [--engine_dir=DIR [--packed_engines_only]] [--engines=flite,espeak] [--data_dir=DIR]
 
 `build(config, data_dir)` makes it once (later calls reuse it); `load(config, split, data_dir)`
 gives a random-access source of dicts: audio (int16, 16 kHz), transcript, voice, domain, id (str).
@@ -38,10 +38,13 @@ def _builder(config_name: str, data_dir: str | None, **kwargs) -> VoiceAssistant
 
 
 def build(config_name: str, data_dir: str | None = None, workers: int | None = None, *,
-          engine_dir: str | None = None, engines: tuple | None = None) -> VoiceAssistant:
-  """Builds `voice_assistant/<config_name>` unless already built; returns the builder."""
+          engine_dir: str | None = None, engines: tuple | None = None,
+          search_system: bool = True) -> VoiceAssistant:
+  """Builds `voice_assistant/<config_name>` unless already built; returns the builder.
+  `search_system=False`: engines from `engine_dir` only (what a machine without apt has)."""
   builder = _builder(config_name, data_dir, workers=workers, engine_dir=engine_dir,
-                     engines_allowed=tuple(engines) if engines else None)
+                     engines_allowed=tuple(engines) if engines else None,
+                     search_system=search_system)
   if builder.is_prepared():
     print(f'voice_assistant/{config_name} already built in {builder.data_dir}')
     return builder
@@ -106,10 +109,14 @@ def load(config_name: str, split: str, data_dir: str | None = None) -> ExampleSo
 
 def main(argv):
   del argv
+  from absl import app  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
   engines = tuple(e for e in f.engines.split(',') if e) if f.engines else None
-  build(f.config, f.data_dir, f.workers, engine_dir=f.engine_dir, engines=engines)
+  if f.packed_engines_only and not f.engine_dir:
+    raise app.UsageError('--packed_engines_only needs --engine_dir')
+  build(f.config, f.data_dir, f.workers, engine_dir=f.engine_dir, engines=engines,
+        search_system=not f.packed_engines_only)
 
 
 if __name__ == '__main__':
@@ -123,4 +130,7 @@ if __name__ == '__main__':
                       '`python -m asr.data.voice_assistant.engines --pack=DIR` on a machine '
                       'that has them')
   flags.DEFINE_string('engines', None, 'comma-separated subset of flite,festival,espeak,piper')
+  flags.DEFINE_bool('packed_engines_only', False,
+                    'take engines from --engine_dir alone: no PATH, no piper (checks a packed '
+                    'folder on a machine that has the engines installed too)')
   sys.exit(app.run(main))

@@ -9,7 +9,8 @@ spell from sound. Update domains redefine open slots with values never seen befo
 base template whose open slots they redefine, next to their own new intents.
 
 Free-form sentences are mixed into `base` where a text source is installed: Debian's `fortunes`
-(sentences) and `wamerican` (words for the dictionary intent).
+(sentences) and `wamerican` (words for the dictionary intent). `$ASR_FORTUNES_DIR` and
+`$ASR_WORDS_FILE` point at copies of them on a machine without apt (tools/gpu_oneshot.sh).
 """
 import dataclasses
 import functools
@@ -22,8 +23,8 @@ import re
 from asr import text
 
 TEXT_DIR = pathlib.Path(__file__).parent / 'text'
-FORTUNES_DIR = pathlib.Path('/usr/share/games/fortunes')
-WORDS_FILE = pathlib.Path('/usr/share/dict/american-english')
+FORTUNES_DIR = pathlib.Path(os.environ.get('ASR_FORTUNES_DIR') or '/usr/share/games/fortunes')
+WORDS_FILE = pathlib.Path(os.environ.get('ASR_WORDS_FILE') or '/usr/share/dict/american-english')
 
 BASE = 'base'
 COMMON = 'common'
