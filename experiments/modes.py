@@ -163,9 +163,9 @@ def demo(cfg, workdir: str, **_):
   from experiments import diffs_experiment  # pylint: disable=g-import-not-at-top
   start = time.time()
   stage = lambda text: print(f'\n=== [{(time.time() - start) / 60:5.1f} min] {text}', flush=True)
-  stage('1/4 corpus: building (or finding) voice_assistant/small')
-  with multihost.main_first('corpus small'):
-    corpus.build('small', corpus.DEFAULT_DATA_DIR)
+  stage('1/4 corpus: building (or finding) voice_assistant/demo')
+  with multihost.main_first('corpus demo'):
+    corpus.build('demo', corpus.DEFAULT_DATA_DIR)
   amnet_root = os.path.join(workdir, 'amnet')
   sweep = sweep_lib.load_sweep('experiments/sweeps/demo.py', amnet_root)
   stage('2/4 AmNet: the shipped base as the full model; static factorized baseline, AmNet '

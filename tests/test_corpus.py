@@ -504,8 +504,10 @@ def test_no_evaluated_sentence_is_in_any_train_split_of_any_config(config_texts)
 
 def test_smaller_configs_are_subsets_of_larger_ones(config_texts):
   sizes = {c.name: c for c in builder.CONFIGS}
-  assert (sizes['tiny'].subset_of, sizes['small'].subset_of) == ('small', 'full')
-  for inner, outer in (('tiny', 'small'), ('small', 'full'), ('tiny', 'full')):
+  assert (sizes['tiny'].subset_of, sizes['demo'].subset_of,
+          sizes['small'].subset_of) == ('small', 'small', 'full')
+  for inner, outer in (('tiny', 'small'), ('demo', 'small'), ('small', 'full'),
+                       ('tiny', 'full'), ('demo', 'full')):
     for split, items in config_texts[inner].items():
       assert set(items) <= set(config_texts[outer][split]), (inner, outer, split)
   # small takes each split's first sentences of full: a prefix, in order.

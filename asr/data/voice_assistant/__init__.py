@@ -7,7 +7,7 @@
   augment   speed, reverberation, noise, gain (numpy/scipy)
   builder   the tfds builder `VoiceAssistant` and its configs (tiny, small, full)
   corpus    `build` / `load`, and the build command:
-              python -m asr.data.voice_assistant.corpus --config=tiny|small|full
+              python -m asr.data.voice_assistant.corpus --config=tiny|demo|small|full
   stats     hours, speakers and vocabulary of a built config:
               python -m asr.data.voice_assistant.stats --config=small
 

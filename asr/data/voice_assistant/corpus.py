@@ -1,6 +1,6 @@
 """Build and read the embedded `voice_assistant` corpus.
 
-  python -m asr.data.voice_assistant.corpus --config=tiny|small|full [--workers=N]
+  python -m asr.data.voice_assistant.corpus --config=tiny|demo|small|full [--workers=N]
       [--engine_dir=DIR [--packed_engines_only]] [--engines=flite,espeak] [--data_dir=DIR]
 
 `build(config, data_dir)` makes it once (later calls reuse it); `load(config, split, data_dir)`
@@ -122,7 +122,7 @@ def main(argv):
 if __name__ == '__main__':
   from absl import app
   from absl import flags
-  flags.DEFINE_string('config', 'tiny', 'tiny, small or full')
+  flags.DEFINE_string('config', 'tiny', 'tiny, demo, small or full')
   flags.DEFINE_string('data_dir', None, f'default {DEFAULT_DATA_DIR} ($ASR_DATA_DIR)')
   flags.DEFINE_integer('workers', None, 'synthesis processes (default: all cores)')
   flags.DEFINE_string('engine_dir', None,

@@ -116,6 +116,6 @@ def main(argv):
 if __name__ == '__main__':
   from absl import app
   from absl import flags
-  flags.DEFINE_string('config', 'small', 'tiny, small or full')
+  flags.DEFINE_string('config', 'small', 'tiny, demo, small or full')
   flags.DEFINE_string('data_dir', None, f'default {corpus.DEFAULT_DATA_DIR} ($ASR_DATA_DIR)')
   sys.exit(app.run(main))
