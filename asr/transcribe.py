@@ -7,7 +7,8 @@ first character's frame and ends at the end of its last character's frame:
 
     start_s = first_frame * frame_seconds,   end_s = (last_frame + 1) * frame_seconds
 
-so a word emitted within one frame still lasts one frame. `frame_seconds` is the encoder's
+so a word emitted within one frame still lasts one frame (and a word whose first character
+comes in the frame of the previous word's last overlaps it by that frame). `frame_seconds` is the encoder's
 frame duration (frontend hop x stride: 30 ms for 10 ms hops stacked by 3). An RNN-T emits a label
 once it has heard enough of it, so these times lag the audio by the model's emission delay.
 
