@@ -71,9 +71,10 @@ def eval(cfg, workdir: str, progress: bool = True, **_):  # pylint: disable=rede
   forced = cfg.model.encoder.routing.force_branch
   out = os.path.join(workdir, f'eval_{cfg.data.eval_split}{"_" + forced if forced else ""}.json')
   if multihost.is_main():
-    with open(out, 'w') as f:
+    with open(out + '.tmp', 'w') as f:
       json.dump({'result': result, 'rows': rows}, f, indent=1,
                 default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o))
+    os.replace(out + '.tmp', out)
   print(json.dumps({'split': cfg.data.eval_split, **result}))
   return result
 
