@@ -57,8 +57,9 @@ def run(cfg, workdir: str, audio: str = '', output: str = '', fmt: str = '',
   buckets = data_lib.buckets(cfg)
   variables, stats = train_lib.load_trained(cfg, workdir, model, batching.Dataset([], buckets))
   skipped = batching.Skipped()
+  # Streamed, the partial line on stderr already shows the progress; a bar would overwrite it.
   bar = transcribe_lib.progress(total=len(paths), desc='transcribe', unit='file',
-                                enabled=progress and len(paths) > 1)
+                                enabled=progress and len(paths) > 1 and not stream)
   if stream:
     streamer = Streamer(cfg, model, variables, stats, chunk_ms)
     for path in paths:
@@ -168,7 +169,7 @@ class Streamer:
       return None
     show = show or PartialLine()
     stream, routing = self.new_stream(), Routing(self.branches)
-    shown = None
+    shown = ''
     for chunk in chunks:
       infos = stream.push(chunk)
       for info in infos:
@@ -220,7 +221,8 @@ class PartialLine:
   def __call__(self, line: str, final: bool = False):
     if self.tty:
       import shutil  # pylint: disable=g-import-not-at-top
-      width = shutil.get_terminal_size().columns - 1
+      # A pseudo-terminal may report 0 columns: the line is then cut at a sane width.
+      width = max(shutil.get_terminal_size().columns - 1, 20)
       self.stream.write('\r\033[K' + line[-width:] + ('\n' if final else ''))
     elif not final:
       self.stream.write(line + '\n')
