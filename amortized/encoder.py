@@ -316,6 +316,24 @@ class AmNetEncoder(nn.Module):
     `weights`: those of `stream_weights()`; None runs the trained weights (masked dense).
     Returns (outputs [1, T, P], dict(route [T] branch ids, pending, backlog [T], upl scalar)).
     """
+    ys, info, carry = self.stream_chunk(x, paddings, self.stream_init(x.dtype), weights)
+    upl = latency.final_upl(carry['finish'][None], paddings, self.routing.hop, jnp)[0]
+    return ys, dict(info, upl=upl)
+
+  def stream_init(self, dtype=jnp.float32):
+    """The carry before the first frame of a stream: the simulated device idle at time 0,
+    every layer at zero state, no frame seen."""
+    return {'finish': jnp.zeros((), jnp.float32), 'frames': jnp.zeros((), jnp.int32),
+            'state': [lstm.zero_state(1, self.units, self.proj, dtype)
+                      for _ in range(self.layers)]}
+
+  def stream_chunk(self, x, paddings, carry, weights=None):
+    """The next frames x [1, T, D] of a stream whose earlier frames left `carry` (see
+    `stream_init`), so that audio arriving in pieces is encoded as one utterance would be.
+    Padded frames (a suffix: the end of the stream) leave the carry unchanged.
+
+    Returns (outputs [1, T, P], dict(route [T], pending, backlog [T]), new carry).
+    """
     if weights is None:
       weights = self.branch_set()
     k = len(self.branches)
@@ -326,7 +344,6 @@ class AmNetEncoder(nn.Module):
       hidden_x = self.arb_input(x)[0]
     else:
       hidden_x = jnp.zeros((x.shape[1], 1), x.dtype)
-    state0 = [lstm.zero_state(1, self.units, self.proj, x.dtype) for _ in range(self.layers)]
 
     def run_branch(branch_w, state, x_t):
       new_state, inp = [], x_t
@@ -355,11 +372,13 @@ class AmNetEncoder(nn.Module):
       state = jax.tree_util.tree_map(lambda o, n: jnp.where(keep, o, n), state, new_state)
       return (f_t, state), (jnp.where(keep, 0.0, y[0]), choice, pending_t, backlog_t)
 
-    (final, _), (ys, choices, pending, backlog) = jax.lax.scan(
-        body, (jnp.zeros((), jnp.float32), state0),
-        (x[0], hidden_x, latency.arrival_times(x.shape[1], hop, jnp), paddings[0]))
-    upl = latency.final_upl(final[None], paddings, hop, jnp)[0]
-    return ys[None], dict(route=choices, pending=pending, backlog=backlog, upl=upl)
+    # Arrival times continue from the frames already seen: the device's clock is the stream's.
+    arrival = latency.arrival_times(x.shape[1], hop, jnp) + carry['frames'] * hop
+    (final, state), (ys, choices, pending, backlog) = jax.lax.scan(
+        body, (carry['finish'], carry['state']), (x[0], hidden_x, arrival, paddings[0]))
+    frames = carry['frames'] + jnp.sum(paddings[0] < 0.5).astype(jnp.int32)
+    return (ys[None], dict(route=choices, pending=pending, backlog=backlog),
+            {'finish': final, 'frames': frames, 'state': state})
 
 
 def _routed_layer(branch_weights, x, paddings, route, units, proj):

@@ -60,55 +60,34 @@ def train(cfg, workdir: str, log=print, **_):
   return history
 
 
-def eval(cfg, workdir: str, **_):  # pylint: disable=redefined-builtin
+def eval(cfg, workdir: str, progress: bool = True, **_):  # pylint: disable=redefined-builtin
   """WER/CER of the latest checkpoint on `cfg.data.eval_split`; writes eval_<split>.json
   (eval_<split>_<branch>.json with model.encoder.routing.force_branch)."""
   model = models.build_model(cfg)
   dataset = data_lib.load_split(cfg, cfg.data.eval_split)
   variables, stats = train_lib.load_trained(cfg, workdir, model, dataset)
-  result, rows = evaluate_lib.Evaluator(model, cfg)(variables, dataset, stats, return_rows=True)
+  evaluator = evaluate_lib.Evaluator(model, cfg, progress=progress)
+  result, rows = evaluator(variables, dataset, stats, return_rows=True)
   forced = cfg.model.encoder.routing.force_branch
   out = os.path.join(workdir, f'eval_{cfg.data.eval_split}{"_" + forced if forced else ""}.json')
   if multihost.is_main():
-    with open(out, 'w') as f:
+    with open(out + '.tmp', 'w') as f:
       json.dump({'result': result, 'rows': rows}, f, indent=1,
                 default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o))
+    os.replace(out + '.tmp', out)
   print(json.dumps({'split': cfg.data.eval_split, **result}))
   return result
 
 
-def transcribe(cfg, workdir: str, audio: str = '', **_):
-  """Prints `path<TAB>text` for an audio file or every audio file in a folder."""
-  from asr.data import folder  # pylint: disable=g-import-not-at-top
-  if not audio:
-    raise ValueError('--audio=FILE_OR_FOLDER is required for --mode=transcribe')
-  paths = ([os.path.join(audio, p) for p in sorted(os.listdir(audio))]
-           if os.path.isdir(audio) else [audio])
-  model = models.build_model(cfg)
-  buckets = data_lib.buckets(cfg)
-  variables, stats = train_lib.load_trained(cfg, workdir, model, batching.Dataset([], buckets))
-  evaluator = evaluate_lib.Evaluator(model, cfg)
-  skipped = batching.Skipped()
-  for path in paths:
-    try:
-      samples = folder.read_audio(path)
-    except ValueError as e:
-      skipped.add(str(e), path)
-      continue
-    pcm = (samples * 32767).astype('int16')
-    # A file longer than every bucket is padded to whole seconds (one compile per length):
-    # the encoder is unidirectional, so this equals streaming it.
-    dataset = batching.Dataset([{'audio': pcm, 'transcript': 'x', 'id': path}], buckets,
-                               keep_long=True)
-    if not len(dataset):
-      skipped.add(dataset.skipped.summary(path), path)
-      continue
-    batch = dataset.batch([0], int(dataset.bucket[0]), 1)
-    texts, _, _ = evaluator.transcribe_batch(variables, stats, batch)
-    print(f'{path}\t{texts[0]}')
-  if skipped.count:
-    logging.warning(skipped.summary('transcribe'))
-    print(skipped.summary('transcribe'))
+def transcribe(cfg, workdir: str, audio: str = '', output: str = '', output_format: str = '',
+               stream: bool = False, realtime: bool = False, chunk_ms: float = 300.0,
+               progress: bool = True, **_):
+  """Prints `path<TAB>text` for an audio file, every audio file in a folder, or stdin (`-`),
+  or writes them with word times to `output` (.tsv / .jsonl); `stream` decodes chunk by chunk
+  showing the partial hypothesis (experiments/transcription.py)."""
+  from experiments import transcription  # pylint: disable=g-import-not-at-top
+  transcription.run(cfg, workdir, audio=audio, output=output, fmt=output_format, stream=stream,
+                    realtime=realtime, chunk_ms=chunk_ms, progress=progress)
 
 
 def export(cfg, workdir: str, export_dir: str = '', **_):
@@ -200,3 +179,5 @@ def report_mode(cfg, workdir: str, **_):
 MODES = {'train': train, 'eval': eval, 'transcribe': transcribe, 'report': report_mode,
          'diffs': diffs, 'demo': demo, 'bench': bench, 'export': export}
 NO_CONFIG = {'demo'}   # modes that run without --config (demo picks its own)
+# Modes that, without --config, read the model's own config from the workdir or export.
+CONFIG_FROM_WORKDIR = {'transcribe', 'eval'}

@@ -4,6 +4,7 @@ from asr.rnnt.decode import beam_search_batch
 from asr.rnnt.decode import compact
 from asr.rnnt.decode import DecodeError
 from asr.rnnt.decode import greedy_decode
+from asr.rnnt.decode import greedy_frames
 from asr.rnnt.decode import greedy_init
 from asr.rnnt.decode import greedy_step
 from asr.rnnt.decode import GreedyState

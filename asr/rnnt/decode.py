@@ -108,17 +108,23 @@ def greedy_step(carry: GreedyState, enc_frame: Array, pad: Array, *, pred_step: 
   return carry, tokens, token_paddings
 
 
-def compact(tokens: Array, token_paddings: Array, blank_id: int = 0) -> tuple[Array, Array]:
-  """Moves the unpadded tokens of each row to the front, keeping their order."""
+def compact(tokens: Array, token_paddings: Array, blank_id: int = 0,
+            frames: Array | None = None):
+  """Moves the unpadded tokens of each row to the front, keeping their order; with `frames`
+  (the same shape), moves them alike and returns them third (-1 after the row's end)."""
   order = jnp.argsort(token_paddings, axis=-1, stable=True)
   tokens = jnp.take_along_axis(tokens, order, axis=-1)
   token_paddings = jnp.take_along_axis(token_paddings, order, axis=-1)
-  return jnp.where(token_paddings > 0.5, blank_id, tokens), token_paddings
+  tokens = jnp.where(token_paddings > 0.5, blank_id, tokens)
+  if frames is None:
+    return tokens, token_paddings
+  frames = jnp.where(token_paddings > 0.5, -1, jnp.take_along_axis(frames, order, axis=-1))
+  return tokens, token_paddings, frames
 
 
 def greedy_decode(enc: Array, enc_paddings: Array, init_pred_state, pred_step: PredStep,
-                  joint: Joint, max_symbols_per_frame: int = 3,
-                  blank_id: int = 0) -> tuple[Array, Array]:
+                  joint: Joint, max_symbols_per_frame: int = 3, blank_id: int = 0,
+                  return_frames: bool = False):
   """Frame-synchronous greedy RNN-T decoding of a batch; jit-able.
 
   Args:
@@ -127,11 +133,30 @@ def greedy_decode(enc: Array, enc_paddings: Array, init_pred_state, pred_step: P
     pred_step, joint: see the module docstring.
   Returns:
     tokens [B, T * max_symbols_per_frame] int32, left-aligned, blank_id after the end;
-    token_paddings [B, T * max_symbols_per_frame], 1.0 after each row's last token.
+    token_paddings [B, T * max_symbols_per_frame], 1.0 after each row's last token;
+    with return_frames, third: the encoder frame at which each token was emitted (int32, -1
+    after the row's end), what word timings are made of.
   """
   batch, frames, _ = enc.shape
   if enc_paddings.shape != (batch, frames):
     raise DecodeError(f'enc_paddings shape {enc_paddings.shape} != (B, T) = {(batch, frames)}')
+  carry = greedy_init(init_pred_state, pred_step, blank_id)
+  _, tokens, paddings = greedy_frames(carry, enc, enc_paddings, pred_step, joint,
+                                      max_symbols_per_frame, blank_id)
+  tokens = tokens.reshape(batch, -1)                                     # [B, T*S]
+  paddings = paddings.reshape(batch, -1)
+  if not return_frames:
+    return compact(tokens, paddings, blank_id)
+  frame_of = jnp.broadcast_to(jnp.repeat(jnp.arange(frames, dtype=jnp.int32),
+                                         max_symbols_per_frame)[None], tokens.shape)
+  return compact(tokens, paddings, blank_id, frame_of)
+
+
+def greedy_frames(carry: GreedyState, enc: Array, enc_paddings: Array, pred_step: PredStep,
+                  joint: Joint, max_symbols_per_frame: int = 3, blank_id: int = 0):
+  """`greedy_step` over the frames enc [B, T, D] from `carry`: (new carry, tokens [B, T, S],
+  token_paddings [B, T, S]), S = max_symbols_per_frame. A stream decodes its blocks of frames
+  with it one after another, carrying the state between them."""
   step = functools.partial(greedy_step, pred_step=pred_step, joint=joint,
                            max_symbols_per_frame=max_symbols_per_frame, blank_id=blank_id)
 
@@ -139,12 +164,9 @@ def greedy_decode(enc: Array, enc_paddings: Array, init_pred_state, pred_step: P
     carry, tokens, paddings = step(carry, *inputs)
     return carry, (tokens, paddings)
 
-  carry = greedy_init(init_pred_state, pred_step, blank_id)
-  _, (tokens, paddings) = jax.lax.scan(
+  carry, (tokens, paddings) = jax.lax.scan(
       scan_body, carry, (jnp.swapaxes(enc, 0, 1), jnp.swapaxes(enc_paddings, 0, 1)))
-  tokens = jnp.swapaxes(tokens, 0, 1).reshape(batch, -1)                # [B, T*S]
-  paddings = jnp.swapaxes(paddings, 0, 1).reshape(batch, -1)
-  return compact(tokens, paddings, blank_id)
+  return carry, jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(paddings, 0, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,6 +177,7 @@ class _Hyp(NamedTuple):
   score: float
   pred_state: Any      # pytree, leading dim 1, numpy
   pred_out: np.ndarray  # [P]
+  frames: tuple[int, ...] = ()   # the frame of each label (of the best alignment merged in)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -176,7 +199,7 @@ def _row(tree, i: int):
 
 def beam_search(enc: Array, init_pred_state, pred_step: PredStep, joint: Joint,
                 beam_width: int = 4, max_symbols_per_frame: int = 3, blank_id: int = 0,
-                num_frames: int | None = None) -> tuple[list[int], float]:
+                num_frames: int | None = None, return_frames: bool = False):
   """Frame-synchronous RNN-T beam search over one utterance.
 
   Args:
@@ -188,8 +211,10 @@ def beam_search(enc: Array, init_pred_state, pred_step: PredStep, joint: Joint,
     max_symbols_per_frame: labels a hypothesis may emit per frame (then the frame ends).
     blank_id: the blank's id.
     num_frames: frames to decode (default T); the rest is padding.
+    return_frames: also return the frame of each label, from the best-scoring alignment of
+      those merged into the hypothesis.
   Returns:
-    (best label sequence, its log-probability score).
+    (best label sequence, its log-probability score[, frames]).
 
   Per frame, up to max_symbols_per_frame expansion rounds: every hypothesis still in the frame
   proposes ending it (+log p(blank)) or emitting one of its beam_width most likely labels; of the
@@ -246,7 +271,7 @@ def beam_search(enc: Array, init_pred_state, pred_step: PredStep, joint: Joint,
         break
       parents = [active[parent] for _, parent, _ in chosen]
       new_preds = expand_pred(parents, [label for _, _, label in chosen])
-      active = [_Hyp(p.labels + (label,), s, state, out)
+      active = [_Hyp(p.labels + (label,), s, state, out, p.frames + (t,))
                 for (s, _, label), p, (out, state) in zip(chosen, parents, new_preds)]
       if symbol == max_symbols_per_frame - 1:   # the cap ends the frame without a blank
         for hyp in active:
@@ -255,6 +280,8 @@ def beam_search(enc: Array, init_pred_state, pred_step: PredStep, joint: Joint,
     hyps = sorted(ended.values(), key=lambda h: -h.score)[:beam_width]
 
   best = max(hyps, key=lambda h: h.score)
+  if return_frames:
+    return list(best.labels), float(best.score), list(best.frames)
   return list(best.labels), float(best.score)
 
 
@@ -262,12 +289,13 @@ def _merge(ended: dict, hyp: _Hyp) -> None:
   """Adds a hypothesis that has left the frame, log-adding scores of equal label sequences."""
   same = ended.get(hyp.labels)
   if same is not None:
-    hyp = same._replace(score=float(np.logaddexp(same.score, hyp.score)))
+    frames = same.frames if same.score >= hyp.score else hyp.frames
+    hyp = same._replace(score=float(np.logaddexp(same.score, hyp.score)), frames=frames)
   ended[hyp.labels] = hyp
 
 
 def beam_search_batch(enc: Array, enc_paddings: Array, init_pred_state, pred_step: PredStep,
-                      joint: Joint, **kwargs) -> list[tuple[list[int], float]]:
+                      joint: Joint, **kwargs) -> list[tuple]:
   """`beam_search` on each utterance of a batch enc [B, T, D] with enc_paddings [B, T]."""
   enc, enc_paddings = np.asarray(enc), np.asarray(enc_paddings)
   lengths = np.round((1.0 - enc_paddings).sum(axis=1)).astype(int)
