@@ -7,9 +7,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Many tests (and the launch.py subprocesses they start, which inherit the environment) compile
 # the same tiny models: JAX's persistent compilation cache, shared by the xdist workers, compiles
-# each program once per machine. Only compilations over a second are stored.
+# each program once per machine. Every program is stored, the many small ones too: a subprocess
+# of a preemption or sweep test compiles dozens of them, the same in each process.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.cache', 'jax-tests'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
+# The tests' models are tiny: compiling them costs more than running them, and LLVM's
+# optimisation passes are most of the compile. Without them the suite runs in about two thirds
+# of the time; a test's figures are compared within its own process or against references with
+# tolerances, never against an optimised build. Subprocesses inherit the flag.
+if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                             ' --xla_backend_optimization_level=0').strip()
 
 
 def pytest_configure(config):

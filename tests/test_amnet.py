@@ -117,7 +117,7 @@ def test_training_mix_gradient_reaches_unchosen_branch_only_when_soft(hard):
     y, _, aux = enc.apply({**v, 'params': p}, x, pads, train=True, step=0, rngs=rngs)
     return jnp.sum(y ** 2), aux['route']
 
-  grads, route = jax.grad(loss, has_aux=True)(params['branches'])
+  grads, route = jax.jit(jax.grad(loss, has_aux=True))(params['branches'])
   slow_grad = sum(float(jnp.abs(g).sum()) for g in jax.tree_util.tree_leaves(grads['slow']))
   fast_grad = sum(float(jnp.abs(g).sum()) for g in jax.tree_util.tree_leaves(grads['fast']))
   assert fast_grad > 0
@@ -189,7 +189,7 @@ def test_gumbel_straight_through_trains_the_arbitrator_and_anneals():
     y, _, aux = enc.apply({'params': params}, x, pads, train=True, step=0,
                           rngs={'gumbel': jax.random.key(5)})
     return jnp.mean(y ** 2) + aux['loss']
-  grads = jax.grad(loss)(v['params'])
+  grads = jax.jit(jax.grad(loss))(v['params'])
   assert float(jnp.abs(grads['arbitrator']['out']).sum()) > 0
   assert float(jnp.abs(grads['arbitrator_input']['frame_proj']['kernel']).sum()) > 0
   r = enc.routing

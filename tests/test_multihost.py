@@ -41,7 +41,8 @@ def _start(tmp_path, run: str, sleep: float):
   # The resumed run finds the first run's compiled programs in the persistent cache, the
   # many small ones of the eager model.init included.
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             XLA_FLAGS=(os.environ.get('XLA_FLAGS', '') +
+                        ' --xla_force_host_platform_device_count=2'),
              JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
   procs = []

@@ -274,8 +274,9 @@ def test_emission_positions_match_brute_force():
   from asr.rnnt import alignment
   logits, logit_pads, labels, label_pads, _, _ = random_case(3, 4, 5, 3, 4, scale=2.0)
   blank, label = rnnt.gather_logprobs(jnp.asarray(logits), jnp.asarray(labels))
-  occ = np.asarray(alignment.label_occupancy(blank, label, jnp.asarray(logit_pads),
-                                             jnp.asarray(label_pads)))
+  # Compiled: op by op, the occupancy's gradient through the scan takes seconds.
+  occ = np.asarray(jax.jit(alignment.label_occupancy)(blank, label, jnp.asarray(logit_pads),
+                                                      jnp.asarray(label_pads)))
   pos = np.asarray(alignment.emission_position(jnp.asarray(occ), jnp.asarray(logit_pads),
                                                jnp.asarray(label_pads)))
   checked = 0

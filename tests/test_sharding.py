@@ -11,7 +11,8 @@ SCRIPT = os.path.join(os.path.dirname(__file__), 'tiny_train_script.py')
 
 def _train(tmp_path, name, devices):
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+             XLA_FLAGS=(os.environ.get('XLA_FLAGS', '') +
+                        f' --xla_force_host_platform_device_count={devices}'))
   out = tmp_path / f'{name}.npz'
   subprocess.run([sys.executable, SCRIPT, str(tmp_path / name), str(out), '3'], env=env,
                  check=True, capture_output=True, timeout=300)

@@ -13,12 +13,15 @@ budget; hashed and low-rank reported beside them; base-domain WER shows the forg
 """
 import ml_collections
 
+from experiments.configs import base as base_config
 from experiments.configs import common
 
 
 def get_config(size: str = 'small'):
-  if size not in ('tiny', 'small', 'cpu', 'full'):
-    raise ValueError(f'diffs.py: unknown size {size!r}; one of tiny, small, cpu, full')
+  if size not in ('tiny', 'small', 'cpu', 'full', 'shipped'):
+    raise ValueError(f'diffs.py: unknown size {size!r}; one of tiny, small, cpu, full, shipped')
+  if size == 'shipped':
+    return _on_the_shipped_base()
   c = common.base_config()
   c.data.corpus = size
   c.model.encoder.layers = 2
@@ -96,4 +99,20 @@ def get_config(size: str = 'small'):
     c.diffs.updates = 2
     c.diffs.steps_per_update = 10
     c.diffs.budgets = '0.1'
+  return c
+
+
+def _on_the_shipped_base():
+  """The chains from `pretrained/base` (configs/base.py's model and frontend, trained on
+  `full`'s base domain) over `full`'s five update domains, with the `cpu` chain's schedule.
+
+    python launch.py --config=experiments/configs/diffs.py:shipped --workdir=workdirs/diffs_shipped \
+        --mode=diffs [--config.diffs.methods=sparse,full --config.diffs.budgets=0.1]
+
+  RESULTS.md, "Neural diffs on the shipped base".
+  """
+  c = base_config.get_config()
+  c.data.extra_eval_splits = ''
+  c.diffs = ml_collections.ConfigDict(get_config('cpu').diffs.to_dict())
+  c.diffs.base_workdir = 'pretrained/base'
   return c
