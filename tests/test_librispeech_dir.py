@@ -246,6 +246,7 @@ def test_recipe_config_validates_with_the_folders_present(tmp_path):
   assert cfg.data.train_split == 'train-clean-100+train-clean-360+train-other-500'
   assert cfg.data.extra_eval_splits == 'dev-other,test-clean,test-other'
   assert (cfg.model.encoder.layers, cfg.model.encoder.units) == (5, 640)
+  assert cfg.data.lazy_audio and not cfg.data.cache_features and cfg.data.prefetch_batches
   with pytest.raises(validate.ConfigError, match='^config.data.librispeech_dir: required'):
     sweep_lib.load_config(RECIPE)
   (root / 'test-other').rmdir()
@@ -348,3 +349,33 @@ def test_prefetch_gives_the_same_batches_bounded_and_raises_in_order(libri):
   prefetch.close()
   assert built == [1, 2, 3, 4, 5]  # nothing built after the failure
 
+
+def test_lazy_audio_is_refused_where_it_cannot_work(libri):
+  root, _ = libri
+  with pytest.raises(validate.ConfigError, match='^config.data.cache_features: True holds'):
+    validate.check(_cfg(root, lazy_audio=True))
+  validate.check(_cfg(root, lazy_audio=True, cache_features=False))
+  cfg = common.base_config()
+  cfg.data.update({'source': 'folder', 'folder': str(root), 'lazy_audio': True,
+                   'cache_features': False})
+  with pytest.raises(validate.ConfigError, match="^config.data.lazy_audio: True needs "
+                                                 "source=librispeech_dir"):
+    validate.check(cfg)
+  lazy_cfg = _cfg(root, lazy_audio=True, cache_features=False)
+  assert data_lib.load_split(lazy_cfg, 'dev-clean', log=lambda *_: None, train=True).lazy
+  assert not data_lib.load_split(lazy_cfg, 'dev-clean', log=lambda *_: None).lazy
+
+
+def test_the_tokenizer_command_trains_on_a_librispeech_split(libri, tmp_path, capsys):
+  from asr import text_pieces  # pylint: disable=g-import-not-at-top
+  root, _ = libri
+  out = tmp_path / 'pieces' / 'tokenizer.model'
+  assert text_pieces.main(['train', f'--librispeech_dir={root}', '--splits=dev-clean+test-clean',
+                           '--vocab_size=40', f'--out={out}', '--threads=1']) == 0
+  assert f'use --config.data.tokenizer=pieces:{out}' in capsys.readouterr().out
+  tok = text_pieces.load(f'pieces:{out}')
+  for _, _, transcript in GOOD.values():
+    assert tok.decode(tok.encode(transcript)) == transcript
+  assert text_pieces.main(['train', f'--librispeech_dir={root}', '--splits=dev_clean',
+                           f'--out={out}']) == 1
+  assert "'dev_clean' in 'dev_clean' is not a LibriSpeech split" in capsys.readouterr().err
