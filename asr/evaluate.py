@@ -16,7 +16,7 @@ import numpy as np
 from asr import features
 from asr import metrics as metrics_lib
 from asr import rnnt
-from asr import text as text_lib
+from asr import text_pieces
 from asr import transcribe
 from asr.data import batching
 from asr.rnnt import alignment
@@ -29,7 +29,7 @@ class Evaluator:
   def __init__(self, model, cfg, progress: bool = False):
     self.model, self.cfg = model, cfg
     self.progress = progress        # a bar over the utterances on a terminal (asr.transcribe)
-    self.tokenizer = text_lib.CharTokenizer()
+    self.tokenizer = text_pieces.from_config(cfg)
     self.traces = {'encode': 0, 'greedy': 0, 'pred_step': 0, 'joint_step': 0}
     self._encode = jax.jit(self._counted('encode', self._encode_impl))
     self._greedy = jax.jit(self._counted('greedy', self._greedy_impl))
@@ -115,7 +115,7 @@ class Evaluator:
         error_rate.update(ref, hyp)
         if return_rows:
           rows.append({'id': dataset.ids[i], 'ref': ref, 'hyp': hyp,
-                       'seconds': dataset.audio[i].size / batching.SAMPLE_RATE,
+                       'seconds': int(dataset.num_samples[i]) / batching.SAMPLE_RATE,
                        **_row_aux(aux, row, enc_pads[row])})
     bar.close()
     result = {k: float(v) for k, v in error_rate.result().items()}

@@ -4,7 +4,11 @@
                         layout the update packages' device side reads and writes)
     config.json         the model's config (the training config, as JSON)
     feature_stats.json  the log-mel mean/std the model was trained with
-    tokenizer.json      the alphabet (ids 1..N; 0 is the blank)
+    tokenizer.json      the tokenizer: the alphabet (ids 1..N; 0 is the blank), or for word
+                        pieces the sha256 of tokenizer.model
+    tokenizer.model     the sentencepiece model, for word pieces (`asr.text_pieces`); the
+                        export's config.json names it as data.tokenizer='pieces:tokenizer.model',
+                        a path inside the export (`tokenizer_spec` gives the full one)
     model_card.md       what it is, how it was made, what it scores (written by the caller)
 
 `load(folder)` returns (params, stats); `is_exported(folder)` tells an export from a workdir,
@@ -18,8 +22,10 @@ import numpy as np
 
 from asr import frontend
 from asr import text as text_lib
+from asr import text_pieces
 
 PARAMS = 'model.npz'
+PIECES = 'tokenizer.model'
 FILES = (PARAMS, 'config.json', 'feature_stats.json', 'tokenizer.json')
 
 
@@ -54,16 +60,24 @@ def _atomic_write(path: str, data: bytes):
   os.replace(tmp, path)
 
 
-def write(folder: str, params, config_json: str, stats: dict, card: str) -> None:
-  """Writes every file of an export into `folder`, each atomically."""
+def write(folder: str, params, config_json: str, stats: dict, card: str,
+          tokenizer=None) -> None:
+  """Writes every file of an export into `folder`, each atomically. `tokenizer`: the model's
+  (characters by default); a word-piece one is copied in."""
   os.makedirs(folder, exist_ok=True)
   buffer = io.BytesIO()
   np.savez(buffer, **flatten(params))
   _atomic_write(os.path.join(folder, PARAMS), buffer.getvalue())
   _atomic_write(os.path.join(folder, 'config.json'), config_json.encode())
   frontend.save_stats(os.path.join(folder, 'feature_stats.json'), stats['mean'], stats['std'])
-  tokenizer = {'alphabet': text_lib.ALPHABET, 'blank_id': text_lib.CharTokenizer.blank_id}
-  _atomic_write(os.path.join(folder, 'tokenizer.json'), json.dumps(tokenizer).encode())
+  if isinstance(tokenizer, text_pieces.PieceTokenizer):
+    _atomic_write(os.path.join(folder, PIECES), tokenizer.model_bytes)
+    meta = {'kind': 'pieces', 'model': PIECES, 'sha256': tokenizer.sha256,
+            'vocab_size': tokenizer.vocab_size, 'blank_id': tokenizer.blank_id}
+  else:
+    meta = {'kind': 'chars', 'alphabet': text_lib.ALPHABET,
+            'blank_id': text_lib.CharTokenizer.blank_id}
+  _atomic_write(os.path.join(folder, 'tokenizer.json'), json.dumps(meta).encode())
   _atomic_write(os.path.join(folder, 'model_card.md'), card.encode())
 
 
@@ -77,16 +91,50 @@ def load(folder: str):
   missing = [f for f in FILES if not os.path.isfile(os.path.join(folder, f))]
   if missing:
     raise FileNotFoundError(f'{folder}: not an exported model (missing {", ".join(missing)})')
-  with open(os.path.join(folder, 'tokenizer.json')) as f:
-    tokenizer = json.load(f)
-  if tokenizer.get('alphabet') != text_lib.ALPHABET:
-    raise ValueError(f'{folder}/tokenizer.json: alphabet {tokenizer.get("alphabet")!r} is not '
-                     f'this code\'s {text_lib.ALPHABET!r}')
+  _tokenizer_meta(folder)
   with np.load(os.path.join(folder, PARAMS), allow_pickle=False) as npz:
     # A float16 copy (`half_copy`) loads as float32, the dtype every model here computes in.
     params = unflatten({key: _widened(npz[key]) for key in npz.files})
   mean, std = frontend.load_stats(os.path.join(folder, 'feature_stats.json'))
   return params, {'mean': np.asarray(mean, np.float32), 'std': np.asarray(std, np.float32)}
+
+
+def _tokenizer_meta(folder: str) -> dict:
+  """tokenizer.json, checked: the alphabet is this code's, or tokenizer.model is the file the
+  model was trained with."""
+  with open(os.path.join(folder, 'tokenizer.json')) as f:
+    meta = json.load(f)
+  if meta.get('kind', 'chars') == 'pieces':
+    path = os.path.join(folder, meta.get('model', PIECES))
+    pieces = text_pieces.load(text_pieces.PREFIX + path, key=f'{folder}/tokenizer.json')
+    if pieces.sha256 != meta.get('sha256'):
+      raise ValueError(f'{path}: sha256 {pieces.sha256[:16]}... is not the one in '
+                       f'{folder}/tokenizer.json ({str(meta.get("sha256"))[:16]}...)')
+  elif meta.get('alphabet') != text_lib.ALPHABET:
+    raise ValueError(f'{folder}/tokenizer.json: alphabet {meta.get("alphabet")!r} is not '
+                     f'this code\'s {text_lib.ALPHABET!r}')
+  return meta
+
+
+def tokenizer_spec(folder: str) -> str:
+  """The `data.tokenizer` value of an export's own tokenizer: 'chars' or 'pieces:PATH'."""
+  meta = _tokenizer_meta(folder)
+  if meta.get('kind', 'chars') == 'pieces':
+    return text_pieces.PREFIX + os.path.join(folder, meta.get('model', PIECES))
+  return text_pieces.CHARS
+
+
+def check_tokenizer(folder: str, tokenizer) -> None:
+  """Raises unless `tokenizer` (a config's) is the one the export was trained with: the same
+  ids must mean the same text."""
+  meta = _tokenizer_meta(folder)
+  kind = meta.get('kind', 'chars')
+  ours = 'pieces' if isinstance(tokenizer, text_pieces.PieceTokenizer) else 'chars'
+  if kind != ours or (ours == 'pieces' and tokenizer.sha256 != meta.get('sha256')):
+    raise ValueError(f'{folder}: the model was trained with the {kind} tokenizer of its '
+                     f'tokenizer.json, not this config\'s data.tokenizer ({ours}'
+                     + (f' {tokenizer.path}' if ours == 'pieces' else '') + '); set '
+                     f'data.tokenizer={tokenizer_spec(folder)}')
 
 
 def config_json(folder: str) -> str:

@@ -111,3 +111,7 @@ class CharTokenizer:
 
   def decode(self, ids) -> str:
     return ''.join(ALPHABET[int(i) - 1] for i in ids if 0 < int(i) <= len(ALPHABET))
+
+  def token_text(self, token: int) -> str:
+    """One id's text (' ' for the space: a word boundary), as `text_pieces.PieceTokenizer`."""
+    return self.decode([token])

@@ -34,6 +34,7 @@ from asr import frontend
 from asr import metric_writer
 from asr import multihost
 from asr import rnnt
+from asr import text_pieces
 from asr.data import batching
 
 Pytree = Any
@@ -379,6 +380,11 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
   part = process_part(mesh)
   per_round = parametrization.round_steps or per_epoch
   window_audio_s, window_start, window_step = 0.0, wall(), start
+  depth = cfg.data.get('prefetch_batches', 0)
+  # A batch is a function of its step alone, so building it ahead changes nothing but when.
+  prefetch = batching.Prefetch(
+      lambda step: train_data.train_batch(step, sizes, cfg.seed, part=part), start,
+      tcfg.steps, depth) if depth > 0 else None
   try:
     for step in range(start, tcfg.steps):
       epoch = step // per_epoch
@@ -387,7 +393,8 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
             step // per_round, jax.device_get(state['trainable']), jax.device_get(fixed))
         state = dict(state, trainable=replicate(trainable_host, mesh))
         fixed = replicate(fixed_host, mesh)
-      host_batch = train_data.train_batch(step, sizes, cfg.seed, part=part)
+      host_batch = (prefetch.get(step) if prefetch else
+                    train_data.train_batch(step, sizes, cfg.seed, part=part))
       window_audio_s += batching.audio_seconds(host_batch, cfg.frontend.hop_ms / 1000)
       state, metrics = train_step(state, fixed, shard_batch(host_batch, mesh), stats_dev)
       # A deadline (a GPU lent for minutes): the step that crosses it ends the run as the last
@@ -443,6 +450,8 @@ def train(cfg, workdir: str, model, train_data, eval_data=None,
         log(stopped)
         break
   finally:
+    if prefetch:
+      prefetch.close()
     preempt.restore()
     progress.close()
     writer.close()
@@ -493,6 +502,7 @@ def load_trained(cfg, workdir: str, model, dataset, parametrization=None):
   eval and transcription."""
   if export.is_exported(workdir):
     params, stats = export.load(workdir)
+    export.check_tokenizer(workdir, text_pieces.from_config(cfg))
     init = init_variables(model, cfg, dataset, cfg.seed)
     # The exported tree must be the model's: same paths, same shapes.
     want = jax.tree_util.tree_map(np.shape, init['params'])

@@ -42,24 +42,30 @@ class TranscribeError(ValueError):
 
 # --- word times --------------------------------------------------------------------------------
 
-def words_with_times(token_ids, frames, frame_seconds: float) -> tuple[str, list[dict]]:
+def words_with_times(token_ids, frames, frame_seconds: float,
+                     tokenizer=None) -> tuple[str, list[dict]]:
   """(text, [{'word', 'start_s', 'end_s'}]) of a decoded label sequence and the encoder frame
   of each label (see the module docstring). Leading, trailing and repeated spaces make no
-  empty words."""
-  tokenizer = text_lib.CharTokenizer()
+  empty words. `tokenizer`: the model's (characters by default); a word piece that begins with
+  a space starts a word."""
+  tokenizer = tokenizer or text_lib.CharTokenizer()
   if len(token_ids) != len(frames):
     raise TranscribeError(f'{len(token_ids)} labels but {len(frames)} emission frames')
   words, current = [], None
   for token, frame in zip(token_ids, frames):
-    char = tokenizer.decode([token])
-    if char in ('', ' '):
+    piece = tokenizer.token_text(token)
+    if piece.startswith(' ') or not piece:
       current = None
+    piece = piece.strip()
+    if not piece:
       continue
     if current is None:
       current = {'word': '', 'first': int(frame), 'last': int(frame)}
       words.append(current)
-    current['word'] += char
+    current['word'] += piece
     current['last'] = int(frame)
+    if tokenizer.token_text(token).endswith(' '):
+      current = None
   timed = [{'word': w['word'], 'start_s': round(w['first'] * frame_seconds, 3),
             'end_s': round((w['last'] + 1) * frame_seconds, 3)} for w in words]
   return tokenizer.decode(token_ids), timed
@@ -293,9 +299,11 @@ class Stream:
   carried encoder and decoder state and decodes it greedily, S labels at most per frame; `info`
   is whatever the model reports per block (an AmNet: its routing and simulated backlog)."""
 
-  def __init__(self, featurizer: StreamFeaturizer, step, carry, frame_seconds: float):
+  def __init__(self, featurizer: StreamFeaturizer, step, carry, frame_seconds: float,
+               tokenizer=None):
     self.featurizer, self.step, self.carry = featurizer, step, carry
     self.frame_seconds = frame_seconds
+    self.tokenizer = tokenizer or text_lib.CharTokenizer()
     self.tokens, self.frames = [], []
     self.samples = 0
 
@@ -320,10 +328,10 @@ class Stream:
     return self._run(self.featurizer.flush())
 
   def text(self) -> str:
-    return text_lib.CharTokenizer().decode(self.tokens)
+    return self.tokenizer.decode(self.tokens)
 
   def words(self) -> tuple[str, list[dict]]:
-    return words_with_times(self.tokens, self.frames, self.frame_seconds)
+    return words_with_times(self.tokens, self.frames, self.frame_seconds, self.tokenizer)
 
 
 def frame_seconds(cfg) -> float:

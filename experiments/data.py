@@ -1,8 +1,9 @@
-"""Config -> in-memory bucketed splits (`asr.data.batching.Dataset`) from the configured source."""
+"""Config -> bucketed splits (`asr.data.batching.Dataset`) from the configured source."""
 import os
 
 from asr import features
 from asr import multihost
+from asr import text_pieces
 from asr.data import batching
 
 SOURCES = ('voice_assistant', 'folder', 'librispeech', 'librispeech_dir')
@@ -60,12 +61,17 @@ def buckets(cfg) -> batching.Buckets:
 
 
 def load_split(cfg, split: str, log=print, train: bool = False) -> batching.Dataset:
-  """A split in memory. A training split skips what CTC cannot align and what no bucket holds;
+  """A split in memory (a training split with `data.lazy_audio`: its index, the audio read per
+  batch). A training split skips what CTC cannot align and what no bucket holds;
   an evaluation split keeps every readable example (long ones in an extra bucket)."""
   ctc = (features.frame_seconds(cfg.frontend) / cfg.model.ctc_upsample
          if cfg.model.ctc_weight > 0 and train else None)
-  dataset = batching.Dataset(source(cfg, split, log), buckets(cfg), name=split,
-                             ctc_frame_seconds=ctc, keep_long=not train)
+  # Only a training split is lazy: evaluation splits are small, and an unreadable file found
+  # while evaluating would otherwise count as a deletion of its whole transcript.
+  lazy = train and cfg.data.get('lazy_audio', False)
+  dataset = batching.Dataset(source(cfg, split, log), buckets(cfg),
+                             tokenizer=text_pieces.from_config(cfg), name=split,
+                             ctc_frame_seconds=ctc, keep_long=not train, lazy=lazy)
   log(f'{split}: {len(dataset)} utterances, {dataset.seconds() / 3600:.2f} h; '
       + dataset.skipped.summary(split))
   return dataset

@@ -2,7 +2,7 @@
 from amortized import encoder as amnet
 from asr import features
 from asr import model as model_lib
-from asr import text
+from asr import text_pieces
 
 
 def build_encoder(cfg) -> amnet.AmNetEncoder:
@@ -12,7 +12,9 @@ def build_encoder(cfg) -> amnet.AmNetEncoder:
 
 def build_model(cfg) -> model_lib.RNNT:
   model_cfg = cfg.model
-  return model_lib.RNNT(encoder=build_encoder(cfg), vocab_size=text.CharTokenizer.vocab_size,
+  # The output layer is as wide as the tokenizer's vocabulary (blank included).
+  vocab_size = text_pieces.from_config(cfg).vocab_size
+  return model_lib.RNNT(encoder=build_encoder(cfg), vocab_size=vocab_size,
                         pred_embed_dim=model_cfg.pred_embed_dim,
                         pred_units=model_cfg.pred_units, joint_dim=model_cfg.joint_dim,
                         ctc_head=model_cfg.ctc_weight > 0,

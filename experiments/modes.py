@@ -9,6 +9,7 @@ from amortized import compression
 from amortized import encoder as amnet
 from asr import evaluate as evaluate_lib
 from asr import multihost
+from asr import text_pieces
 from asr import train as train_lib
 from asr.data import batching
 from experiments import data as data_lib
@@ -106,7 +107,13 @@ def export(cfg, workdir: str, export_dir: str = '', **_):
   card = report.model_card(cfg, workdir, params, evals[-1] if evals else {},
                            trains[-1] if trains else {}, data_lib.fingerprint(cfg))
   if multihost.is_main():
-    export_lib.write(out, params, cfg.to_json_best_effort(indent=1), stats, card)
+    tokenizer = text_pieces.from_config(cfg)
+    saved = cfg
+    if isinstance(tokenizer, text_pieces.PieceTokenizer):
+      # The export carries its own copy; the training machine's path would not travel with it.
+      saved = cfg.copy_and_resolve_references()
+      saved.data.tokenizer = text_pieces.PREFIX + export_lib.PIECES
+    export_lib.write(out, params, saved.to_json_best_effort(indent=1), stats, card, tokenizer)
   print(f'exported {workdir} -> {out}')
 
 

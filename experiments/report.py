@@ -56,13 +56,17 @@ def model_card(cfg, workdir: str, params, last_eval: dict, last_train: dict,
       runs = [json.loads(line) for line in f if line.strip()]
   leaves = jax.tree_util.tree_leaves(params)
   count = sum(int(np.size(x)) for x in leaves)
+  from asr import text_pieces  # pylint: disable=g-import-not-at-top
   enc = cfg.model.encoder
   lines = [
       f'# Model card: `{os.path.basename(os.path.abspath(workdir))}`', '',
       f'RNN-T with {enc.layers} x LSTM-{enc.units} encoder (branches `{enc.branches}`), '
       f'predictor LSTM-{cfg.model.pred_units}, joint {cfg.model.joint_dim}, CTC head weight '
       f'{cfg.model.ctc_weight:g}; {count:,} parameters ({4 * count / 1e6:.1f} MB as float32). '
-      f'Character alphabet (tokenizer.json); {cfg.frontend.num_mels} log-mels, '
+      + (f'{text_pieces.from_config(cfg).vocab_size - 1} word pieces (tokenizer.model); '
+         if cfg.data.get('tokenizer', 'chars') != 'chars' else
+         'Character alphabet (tokenizer.json); ')
+      + f'{cfg.frontend.num_mels} log-mels, '
       f'{cfg.frontend.hop_ms * cfg.frontend.stride:g} ms encoder frames'
       + (f', RNN-T joint pruned to {cfg.model.prune_range} label positions per frame in training'
          if cfg.model.prune_range else '')

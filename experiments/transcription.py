@@ -19,6 +19,7 @@ import numpy as np
 
 from amortized import encoder as amnet
 from asr import evaluate as evaluate_lib
+from asr import text_pieces
 from asr import train as train_lib
 from asr import transcribe as transcribe_lib
 from asr.data import batching
@@ -109,7 +110,7 @@ def _offline(evaluator, variables, stats, buckets, path, skipped):
   rows, _, _ = evaluator.decode_batch(variables, stats, batch)
   tokens, frames = rows[0]
   text, words = transcribe_lib.words_with_times(
-      tokens, frames, transcribe_lib.frame_seconds(evaluator.cfg))
+      tokens, frames, transcribe_lib.frame_seconds(evaluator.cfg), evaluator.tokenizer)
   return text, words, pcm.size / transcribe_lib.SAMPLE_RATE
 
 
@@ -150,7 +151,8 @@ class Streamer:
     step = functools.partial(self._step, self.variables, self.enc_vars, self.weights)
     featurizer = transcribe_lib.StreamFeaturizer(self.cfg.frontend, self.stats,
                                                  self.block_frames)
-    return transcribe_lib.Stream(featurizer, step, (enc_carry, dec_carry), self.frame_seconds)
+    return transcribe_lib.Stream(featurizer, step, (enc_carry, dec_carry), self.frame_seconds,
+                                 text_pieces.from_config(self.cfg))
 
   def chunks(self, path: str, realtime: bool, skipped):
     if path == STDIN:

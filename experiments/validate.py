@@ -5,6 +5,7 @@ Everything is checked before any work starts, and each error names the key.
 import os
 
 from asr import lstm
+from asr import text_pieces
 from asr import train as train_lib
 from experiments import data as data_lib
 from experiments.configs import common
@@ -28,6 +29,19 @@ def check(cfg):
            'required when source=folder')
   if data.source == 'librispeech_dir':
     _check_librispeech_dir(data)
+  lazy = data.get('lazy_audio', False)
+  _require(not lazy or data.source == 'librispeech_dir', 'data.lazy_audio',
+           'True needs source=librispeech_dir (its index knows every length without '
+           f'decoding); source={data.source!r} is read into memory')
+  _require(not (lazy and data.cache_features), 'data.cache_features',
+           'True holds the log-mel of the whole train split in memory, which '
+           'data.lazy_audio=True avoids; set one of them to False')
+  _require(data.get('prefetch_batches', 0) >= 0, 'data.prefetch_batches',
+           'must be >= 0 (0 = none)')
+  try:
+    text_pieces.from_config(cfg)
+  except text_pieces.TokenizerError as e:
+    raise ConfigError(str(e)) from None       # it names the key, and the path if missing
   secs = list(data.bucket_seconds)
   _require(len(secs) > 0 and all(s > 0 for s in secs) and secs == sorted(secs),
            'data.bucket_seconds', f'{secs} must be positive and increasing')

@@ -246,8 +246,136 @@ def test_recipe_config_validates_with_the_folders_present(tmp_path):
   assert cfg.data.train_split == 'train-clean-100+train-clean-360+train-other-500'
   assert cfg.data.extra_eval_splits == 'dev-other,test-clean,test-other'
   assert (cfg.model.encoder.layers, cfg.model.encoder.units) == (5, 640)
+  assert cfg.data.lazy_audio and not cfg.data.cache_features and cfg.data.prefetch_batches
   with pytest.raises(validate.ConfigError, match='^config.data.librispeech_dir: required'):
     sweep_lib.load_config(RECIPE)
   (root / 'test-other').rmdir()
   with pytest.raises(validate.ConfigError, match='^config.data.extra_eval_splits: .*test-other'):
     sweep_lib.load_config(RECIPE, {'data.librispeech_dir': str(root)})
+
+
+def _counting_reads(monkeypatch):
+  calls = []
+  real_read = sf.read
+
+  def counting_read(*args, **kwargs):
+    calls.append(os.path.basename(str(args[0]))[:-len('.flac')])
+    return real_read(*args, **kwargs)
+  monkeypatch.setattr(sf, 'read', counting_read)
+  return calls
+
+
+def _assert_same_batch(a, b):
+  assert sorted(a) == sorted(b)
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_lazy_dataset_gives_the_in_memory_batches_and_reads_only_theirs(libri, monkeypatch):
+  root, _ = libri
+  src, _ = librispeech_dir.load(root, 'dev-clean')
+  buckets = batching.Buckets((0.9, 3.0))     # 0.6 s (read at 8 kHz) + 0.8 s, then 1.0 s
+  eager = batching.Dataset(src, buckets)
+  calls = _counting_reads(monkeypatch)
+  lazy = batching.Dataset(src, buckets, lazy=True)
+  assert not calls                                      # bucketed from the headers alone
+  assert lazy.ids == eager.ids and lazy.transcripts == eager.transcripts
+  np.testing.assert_array_equal(lazy.bucket, eager.bucket)
+  np.testing.assert_array_equal(lazy.num_samples, [a.size for a in eager.audio])
+  assert lazy.label_caps == eager.label_caps and lazy.seconds() == eager.seconds()
+  per_epoch = lazy.batches_per_epoch(2)
+  assert per_epoch == eager.batches_per_epoch(2) == 2
+  for step in range(3 * per_epoch):
+    del calls[:]
+    batch = lazy.train_batch(step, 2, seed=3)
+    _assert_same_batch(batch, eager.train_batch(step, 2, seed=3))
+    epoch, i = divmod(step, per_epoch)
+    _, indices = eager.epoch_plan(2, 3, epoch)[i]
+    assert calls == [eager.ids[k] for k in indices]   # its files, each once, nothing else
+  # Step k's batch alone, as a resumed run asks for it first.
+  resumed = batching.Dataset(src, buckets, lazy=True)
+  _assert_same_batch(resumed.train_batch(5, 2, seed=3), eager.train_batch(5, 2, seed=3))
+  for (a, ia), (b, ib) in zip(lazy.eval_batches(2), eager.eval_batches(2)):
+    _assert_same_batch(a, b)
+    np.testing.assert_array_equal(ia, ib)
+
+
+def test_lazy_dataset_pads_a_file_found_damaged_and_names_it(libri):
+  root, _ = libri
+  src, _ = librispeech_dir.load(root, 'test-clean')
+  lazy = batching.Dataset(src, batching.Buckets((4.0,)), lazy=True)
+  assert DAMAGED in lazy.ids                            # its header looked fine
+  k = lazy.ids.index(DAMAGED)
+  batch = lazy.batch([k, (k + 1) % len(lazy)], 0, 3)
+  np.testing.assert_array_equal(batch['weights'], [0.0, 1.0, 0.0])
+  assert not batch['audio'][0].any() and batch['audio_paddings'][0].all()
+  reason, = lazy.skipped.reasons
+  assert reason.startswith('unreadable audio')
+  assert lazy.skipped.reasons[reason][0].endswith(f'{DAMAGED}.flac')
+  lazy.batch([k], 0, 1)
+  assert lazy.skipped.count == 1                        # named once, however often it is read
+  with pytest.raises(ValueError, match='set data.cache_features=False$'):
+    lazy.cache_log_mel(lambda audio, paddings: (audio, paddings))
+  with pytest.raises(TypeError, match='meta'):
+    batching.Dataset([{'audio': np.ones(10, np.int16), 'transcript': 'a'}],
+                     batching.Buckets((4.0,)), lazy=True)
+
+
+def test_prefetch_gives_the_same_batches_bounded_and_raises_in_order(libri):
+  root, _ = libri
+  src, _ = librispeech_dir.load(root, 'dev-clean')
+  lazy = batching.Dataset(src, batching.Buckets((0.9, 3.0)), lazy=True)
+  built = []
+
+  def build(step):
+    built.append(step)
+    if step == 5:
+      raise RuntimeError('step 5 failed')
+    return lazy.train_batch(step, 2, seed=1)
+  reference = batching.Dataset(src, batching.Buckets((0.9, 3.0)), lazy=True)
+  prefetch = batching.Prefetch(build, 1, 8, depth=2)
+  import time  # pylint: disable=g-import-not-at-top
+  deadline = time.monotonic() + 10
+  while len(built) < 3 and time.monotonic() < deadline:
+    time.sleep(0.01)
+  time.sleep(0.2)                  # room for a fourth, were the queue not bounded
+  assert built == [1, 2, 3]        # two queued, the third waiting for room
+  with pytest.raises(ValueError, match='step 2 asked, step 1 is next'):
+    prefetch.get(2)
+  for step in range(1, 5):
+    _assert_same_batch(prefetch.get(step), reference.train_batch(step, 2, seed=1))
+  with pytest.raises(RuntimeError, match='step 5 failed'):
+    prefetch.get(5)
+  prefetch.close()
+  assert built == [1, 2, 3, 4, 5]  # nothing built after the failure
+
+
+def test_lazy_audio_is_refused_where_it_cannot_work(libri):
+  root, _ = libri
+  with pytest.raises(validate.ConfigError, match='^config.data.cache_features: True holds'):
+    validate.check(_cfg(root, lazy_audio=True))
+  validate.check(_cfg(root, lazy_audio=True, cache_features=False))
+  cfg = common.base_config()
+  cfg.data.update({'source': 'folder', 'folder': str(root), 'lazy_audio': True,
+                   'cache_features': False})
+  with pytest.raises(validate.ConfigError, match="^config.data.lazy_audio: True needs "
+                                                 "source=librispeech_dir"):
+    validate.check(cfg)
+  lazy_cfg = _cfg(root, lazy_audio=True, cache_features=False)
+  assert data_lib.load_split(lazy_cfg, 'dev-clean', log=lambda *_: None, train=True).lazy
+  assert not data_lib.load_split(lazy_cfg, 'dev-clean', log=lambda *_: None).lazy
+
+
+def test_the_tokenizer_command_trains_on_a_librispeech_split(libri, tmp_path, capsys):
+  from asr import text_pieces  # pylint: disable=g-import-not-at-top
+  root, _ = libri
+  out = tmp_path / 'pieces' / 'tokenizer.model'
+  assert text_pieces.main(['train', f'--librispeech_dir={root}', '--splits=dev-clean+test-clean',
+                           '--vocab_size=40', f'--out={out}', '--threads=1']) == 0
+  assert f'use --config.data.tokenizer=pieces:{out}' in capsys.readouterr().out
+  tok = text_pieces.load(f'pieces:{out}')
+  for _, _, transcript in GOOD.values():
+    assert tok.decode(tok.encode(transcript)) == transcript
+  assert text_pieces.main(['train', f'--librispeech_dir={root}', '--splits=dev_clean',
+                           f'--out={out}']) == 1
+  assert "'dev_clean' in 'dev_clean' is not a LibriSpeech split" in capsys.readouterr().err

@@ -18,6 +18,13 @@ skipped, counted and reported by id, except in an evaluation split (`keep_long`)
 go to one extra bucket as long as the longest of them, which training never reads (a
 unidirectional encoder gives the same outputs however long the padded batch is). An example
 that a lazy source cannot read (`UnreadableExample`) is skipped and reported by its name too.
+
+A lazy Dataset (`lazy=True`) holds only the index: a source with `meta(i)` (the example's
+samples at 16 kHz, transcript and id, known without decoding, e.g. from file headers) is
+bucketed from that, and `source[i]` is decoded only when a batch holding example i is built, so
+its batches are the in-memory ones, read from disk. A file that turns out unreadable then is an
+all-padding row (weight 0), recorded in `skipped`. It cannot hold the log-mel cache. `Prefetch`
+builds the next few training batches in a background thread.
 """
 import dataclasses
 import math
@@ -89,29 +96,51 @@ class Skipped:
 
 
 class Dataset:
-  """A split held in memory as int16 audio + token ids, assigned to length buckets."""
+  """A split as int16 audio + token ids, assigned to length buckets; the audio held in memory,
+  or (`lazy`) read from the source when a batch is built."""
 
   def __init__(self, source, buckets: Buckets, tokenizer=None, name: str = 'split',
-               ctc_frame_seconds: float | None = None, keep_long: bool = False):
+               ctc_frame_seconds: float | None = None, keep_long: bool = False,
+               lazy: bool = False):
     """ctc_frame_seconds: when training with CTC, the encoder frame duration; an example whose
     labels (plus a blank between repeats) outnumber its encoder frames cannot be aligned by
     CTC and is skipped. keep_long: examples longer than every bucket go to an extra bucket
-    (index len(buckets.seconds)) instead of being skipped; for evaluation splits."""
+    (index len(buckets.seconds)) instead of being skipped; for evaluation splits. lazy: keep
+    only the index; `source.meta(i)` gives each example's samples, transcript and id without
+    decoding, and `source[i]` is read when a batch holds it (see `LazyAudio`)."""
     self.buckets = buckets
     self.keep_long = keep_long
     self.long_samples = 0         # the extra bucket's length, when it has members
     self.ctc_frame_seconds = ctc_frame_seconds
     self.tokenizer = tokenizer or text_lib.CharTokenizer()
     self.name = name
-    self.audio, self.labels, self.ids, self.transcripts, self.bucket = [], [], [], [], []
+    self.labels, self.ids, self.transcripts, self.bucket, sizes = [], [], [], [], []
     self.skipped = Skipped()
-    for i in range(len(source)):
-      try:
-        example = source[i]
-      except UnreadableExample as e:
-        self.skipped.add(e.reason, e.name)
-        continue
-      self._add(example)
+    self.lazy = lazy
+    if lazy:
+      if not hasattr(source, 'meta'):
+        raise TypeError(f'{name}: a lazy Dataset needs a source with meta(i) (samples, '
+                        f'transcript, id known without decoding); {type(source).__name__} has '
+                        'none')
+      self.audio = LazyAudio(source)
+      for i in range(len(source)):
+        meta = source.meta(i)
+        if self._add(_as_str(meta.get('id', '?')), int(meta['samples']), meta['transcript'],
+                     sizes):
+          self.audio.rows.append(i)
+    else:
+      self.audio = []
+      for i in range(len(source)):
+        try:
+          example = source[i]
+        except UnreadableExample as e:
+          self.skipped.add(e.reason, e.name)
+          continue
+        audio = as_int16(example['audio'])
+        if self._add(_as_str(example.get('id', '?')), audio.size, example['transcript'],
+                     sizes):
+          self.audio.append(audio)
+    self.num_samples = np.asarray(sizes, np.int64)
     self.bucket = np.asarray(self.bucket, np.int32)
     self.num_buckets = len(buckets.seconds) + (1 if self.long_samples else 0)
     longest = np.zeros(self.num_buckets, np.int64)
@@ -121,13 +150,10 @@ class Dataset:
     self.label_caps = [int(-(-max(n, 1) // 8) * 8) for n in longest]
     self.log_mel, self._log_mel_frames = None, {}
 
-  def _add(self, ex):
-    example_id = _as_str(ex.get('id', '?'))
-    audio = np.asarray(ex['audio'])
-    if audio.dtype != np.int16:
-      audio = (np.clip(np.nan_to_num(audio.astype(np.float32)), -1, 1) * 32767).astype(np.int16)
-    transcript = _as_str(ex['transcript'])
-    if audio.size == 0:
+  def _add(self, example_id: str, num_samples: int, transcript, sizes: list) -> bool:
+    """Assigns an example to its bucket, or records why it is skipped; True if kept."""
+    transcript = _as_str(transcript)
+    if num_samples == 0:
       return self.skipped.add('empty audio', example_id)
     if not transcript:
       return self.skipped.add('empty transcript', example_id)
@@ -136,27 +162,28 @@ class Dataset:
     except text_lib.TranscriptError:
       return self.skipped.add('transcript outside the alphabet', example_id)
     if self.ctc_frame_seconds:
-      frames = int(audio.size / SAMPLE_RATE / self.ctc_frame_seconds)
+      frames = int(num_samples / SAMPLE_RATE / self.ctc_frame_seconds)
       repeats = sum(a == b for a, b in zip(ids, ids[1:]))
       if len(ids) + repeats > frames:
         return self.skipped.add('more CTC labels than encoder frames', example_id)
     fits = [b for b in range(len(self.buckets.seconds))
-            if audio.size <= self.buckets.samples(b) and len(ids) <= self.buckets.max_labels(b)]
+            if num_samples <= self.buckets.samples(b) and len(ids) <= self.buckets.max_labels(b)]
     if not fits and self.keep_long:
       fits = [len(self.buckets.seconds)]
-      whole_seconds = -(-audio.size // SAMPLE_RATE) * SAMPLE_RATE    # shared by similar splits
+      whole_seconds = -(-num_samples // SAMPLE_RATE) * SAMPLE_RATE    # shared by similar splits
       self.long_samples = max(self.long_samples, whole_seconds)
     if not fits:
       longest = self.buckets.seconds[-1]
       return self.skipped.add(f'longer than the largest bucket ({longest:g} s)', example_id)
-    self.audio.append(audio)
+    sizes.append(num_samples)
     self.labels.append(np.asarray(ids, np.int32))
     self.ids.append(example_id)
     self.transcripts.append(transcript)
     self.bucket.append(fits[0])
+    return True
 
   def __len__(self):
-    return len(self.audio)
+    return len(self.ids)
 
   def samples(self, bucket: int) -> int:
     """Audio samples of a bucket's batches (the extra bucket: its longest example)."""
@@ -164,7 +191,7 @@ class Dataset:
         bucket)
 
   def seconds(self) -> float:
-    return sum(a.size for a in self.audio) / SAMPLE_RATE
+    return float(self.num_samples.sum()) / SAMPLE_RATE
 
   def batch(self, indices, bucket: int, batch_size: int) -> dict[str, np.ndarray]:
     """Pads the examples at `indices` (at most batch_size) into one bucket-shaped batch.
@@ -192,7 +219,14 @@ class Dataset:
         batch['log_mel'][row, :len(f)] = f
         batch['log_mel_paddings'][row, :len(f)] = 0.0
       else:
-        a = self.audio[i]
+        try:
+          a = self.audio[i]
+        except UnreadableExample as e:
+          # Known only now (damaged past its header): an all-padding row, the same one at
+          # every read of this step, so the batches stay a function of the step.
+          if e.name not in self.skipped.reasons.get(e.reason, ()):
+            self.skipped.add(e.reason, e.name)
+          continue
         batch['audio'][row, :a.size] = a
         batch['audio_paddings'][row, :a.size] = 0.0
       batch['labels'][row, :l.size] = l
@@ -207,6 +241,10 @@ class Dataset:
     cache holds the values its audio would give."""
     if self.log_mel is not None:
       return
+    if self.lazy:
+      raise ValueError(f'{self.name}: the log-mel cache holds every example\'s features in '
+                       'memory, which data.lazy_audio=True is there to avoid; set '
+                       'data.cache_features=False')
     cache = [None] * len(self)
     for b in range(len(self.buckets.seconds)):
       members = np.flatnonzero(self.bucket == b)
@@ -270,6 +308,80 @@ class Dataset:
       members = keep[self.bucket[keep] == b]
       for i in range(0, len(members), batch_size):
         yield self.batch(members[i:i + batch_size], b, batch_size), members[i:i + batch_size]
+
+
+def as_int16(audio) -> np.ndarray:
+  audio = np.asarray(audio)
+  if audio.dtype != np.int16:
+    audio = (np.clip(np.nan_to_num(audio.astype(np.float32)), -1, 1) * 32767).astype(np.int16)
+  return audio
+
+
+class LazyAudio:
+  """The audio of a lazy Dataset's kept examples, read from the source at each access and not
+  kept. `rows[k]`: the source index of the Dataset's example k. A decoded length other than
+  the one `meta` announced would break the bucket's shape: it reads as `UnreadableExample`."""
+
+  def __init__(self, source):
+    self.source, self.rows = source, []
+
+  def __len__(self):
+    return len(self.rows)
+
+  def __getitem__(self, k: int) -> np.ndarray:
+    i = self.rows[k]
+    example = self.source[i]           # may raise UnreadableExample
+    audio = as_int16(example['audio'])
+    expected = int(self.source.meta(i)['samples'])
+    if audio.size != expected:
+      name = _as_str(example.get('id', i))
+      raise UnreadableExample(name, 'decoded length differs from the header',
+                              f'{name}: {audio.size} samples decoded, {expected} announced')
+    return audio
+
+
+class Prefetch:
+  """`fn(step)` for step = start, start+1, ... built by a background thread, at most `depth`
+  ahead: the next host batches are decoded while the device trains. `get(step)` must be asked
+  in that order; an exception of `fn` is raised by the `get` of its step."""
+
+  def __init__(self, fn, start: int, stop: int, depth: int):
+    import queue  # pylint: disable=g-import-not-at-top
+    import threading  # pylint: disable=g-import-not-at-top
+    self._queue = queue.Queue(maxsize=max(1, depth))
+    self._stop = threading.Event()
+    self._next = start
+
+    def produce():
+      for step in range(start, stop):
+        try:
+          item = (step, fn(step), None)
+        except Exception as e:  # pylint: disable=broad-except
+          item = (step, None, e)
+        while not self._stop.is_set():
+          try:
+            self._queue.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if self._stop.is_set() or item[2] is not None:
+          return
+    self._thread = threading.Thread(target=produce, daemon=True, name='prefetch')
+    self._thread.start()
+
+  def get(self, step: int):
+    if step != self._next:
+      raise ValueError(f'prefetch: step {step} asked, step {self._next} is next')
+    got, value, error = self._queue.get()
+    self._next += 1
+    if error is not None:
+      raise error
+    assert got == step, (got, step)
+    return value
+
+  def close(self):
+    self._stop.set()
+    self._thread.join()
 
 
 class Concat:

@@ -19,6 +19,7 @@ that is not UTF-8 raises `folder.FolderError` in one line.
 
   python -m asr.data.librispeech_dir ROOT dev-clean+dev-other    # prints the report and hours
 """
+import math
 import pathlib
 import sys
 
@@ -60,12 +61,25 @@ def split_dirs(root, splits: str) -> list[pathlib.Path]:
   return [root / name for name in names]
 
 
-def _probe(path: pathlib.Path) -> float:
-  """Seconds of audio from the header alone; `folder.AudioError` if there is no usable one."""
+def resampled_length(frames: int, rate: int) -> int:
+  """Samples at 16 kHz that `folder.read_audio` returns for `frames` at `rate`: the length
+  scipy's resample_poly gives, or resample's (rates with no small common factor)."""
+  if rate == batching.SAMPLE_RATE:
+    return frames
+  g = math.gcd(rate, batching.SAMPLE_RATE)
+  up, down = batching.SAMPLE_RATE // g, rate // g
+  if max(up, down) > 2000:
+    return int(round(frames * batching.SAMPLE_RATE / rate))
+  return -(-frames * up // down)
+
+
+def _probe(path: pathlib.Path) -> tuple[float, int]:
+  """(seconds, samples at 16 kHz) from the header alone; `folder.AudioError` if there is no
+  usable one."""
   info = folder.read_info(path)
   if info.frames <= 0:
     raise folder.AudioError(path, 'no samples', f'{info.format} {info.subtype}, 0 frames')
-  return info.frames / info.samplerate
+  return info.frames / info.samplerate, resampled_length(info.frames, int(info.samplerate))
 
 
 def _index_chapter(chapter: pathlib.Path, root: pathlib.Path, report: folder.FolderReport,
@@ -102,23 +116,24 @@ def _index_chapter(chapter: pathlib.Path, root: pathlib.Path, report: folder.Fol
       report.skip(name, 'transcript is empty after normalisation')
       continue
     try:
-      seconds = _probe(path)
+      seconds, samples = _probe(path)
     except folder.AudioError as e:
       report.skip(name, e.reason + (f' ({e.detail})' if e.detail else ''))
       continue
     seen[utt_id] = name
     report.loaded += 1
     report.seconds += seconds
-    index.append((str(path), transcript, speaker, utt_id))
+    index.append((str(path), transcript, speaker, utt_id, samples))
   for utt_id in sorted(set(texts) - set(flacs)):
     report.skip(f'{transcript_path.relative_to(root).as_posix()} ({utt_id})',
                 'transcript without audio')
 
 
 class LibriSpeechDir:
-  """Random access over an index of (path, normalised transcript, speaker, id); `src[i]` reads
-  its FLAC then, and returns {'audio': int16 16 kHz mono, 'transcript', 'voice', 'domain',
-  'id'}."""
+  """Random access over an index of (path, normalised transcript, speaker, id, samples at
+  16 kHz); `src[i]` reads its FLAC then, and returns {'audio': int16 16 kHz mono, 'transcript',
+  'voice', 'domain', 'id'}; `src.meta(i)` is read from the index alone (a lazy
+  `batching.Dataset` buckets by it)."""
 
   def __init__(self, index: list):
     self._index = index
@@ -131,10 +146,18 @@ class LibriSpeechDir:
     """The utterance ids in order, read from the index alone."""
     return [entry[3] for entry in self._index]
 
+  @property
+  def transcripts(self) -> list[str]:
+    return [entry[1] for entry in self._index]
+
+  def meta(self, index: int) -> dict:
+    _, transcript, _, utt_id, samples = self._index[index]
+    return {'id': utt_id, 'transcript': transcript, 'samples': samples}
+
   def __getitem__(self, index: int) -> dict:
     if not -len(self) <= index < len(self):
       raise IndexError(f'index {index} out of range for {len(self)} examples')
-    path, transcript, speaker, utt_id = self._index[index % len(self)]
+    path, transcript, speaker, utt_id, _ = self._index[index % len(self)]
     try:
       audio = folder.read_audio(path)        # any rate or channel count: 16 kHz mono float
     except folder.AudioError as e:

@@ -25,6 +25,14 @@ def base_config() -> ml_collections.ConfigDict:
   # utterances in larger batches); 0 = `train.batch_size` rows in every bucket.
   c.data.batch_seconds = 0.0
   c.data.cache_features = True           # log-mel of the train split computed once
+  # source=librispeech_dir: the train split's index in memory, its audio read from disk per
+  # batch (asr.data.batching, lazy); needs cache_features=False.
+  c.data.lazy_audio = False
+  # Training batches built ahead by a background thread (0 = built in the training loop).
+  c.data.prefetch_batches = 0
+  # 'chars' (asr.text.CharTokenizer) or 'pieces:PATH', a sentencepiece model trained by
+  # `python -m asr.text_pieces` (README "LibriSpeech"); the model's vocabulary follows it.
+  c.data.tokenizer = 'chars'
 
   c.frontend = ml_collections.ConfigDict()
   c.frontend.num_mels = 80

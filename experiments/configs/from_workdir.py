@@ -44,6 +44,10 @@ def load(workdir: str) -> ml_collections.ConfigDict:
     raise WorkdirConfigError(f'{path}: not a JSON object')
   cfg = common.base_config()
   _overlay(cfg, saved, path, '')
+  from asr import export  # pylint: disable=g-import-not-at-top
+  if export.is_exported(workdir):
+    # An export's tokenizer is its own file, wherever the folder was copied to.
+    cfg.data.tokenizer = export.tokenizer_spec(workdir)
   return cfg
 
 
