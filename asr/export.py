@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from asr import frontend
+from asr import files
 from asr import text as text_lib
 from asr import text_pieces
 
@@ -51,14 +52,6 @@ def unflatten(flat: dict) -> dict:
   return root
 
 
-def _atomic_write(path: str, data: bytes):
-  tmp = path + '.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
 
 def write(folder: str, params, config_json: str, stats: dict, card: str,
           tokenizer=None) -> None:
@@ -67,18 +60,18 @@ def write(folder: str, params, config_json: str, stats: dict, card: str,
   os.makedirs(folder, exist_ok=True)
   buffer = io.BytesIO()
   np.savez(buffer, **flatten(params))
-  _atomic_write(os.path.join(folder, PARAMS), buffer.getvalue())
-  _atomic_write(os.path.join(folder, 'config.json'), config_json.encode())
+  files.atomic_write(os.path.join(folder, PARAMS), buffer.getvalue())
+  files.atomic_write(os.path.join(folder, 'config.json'), config_json.encode())
   frontend.save_stats(os.path.join(folder, 'feature_stats.json'), stats['mean'], stats['std'])
   if isinstance(tokenizer, text_pieces.PieceTokenizer):
-    _atomic_write(os.path.join(folder, PIECES), tokenizer.model_bytes)
+    files.atomic_write(os.path.join(folder, PIECES), tokenizer.model_bytes)
     meta = {'kind': 'pieces', 'model': PIECES, 'sha256': tokenizer.sha256,
             'vocab_size': tokenizer.vocab_size, 'blank_id': tokenizer.blank_id}
   else:
     meta = {'kind': 'chars', 'alphabet': text_lib.ALPHABET,
             'blank_id': text_lib.CharTokenizer.blank_id}
-  _atomic_write(os.path.join(folder, 'tokenizer.json'), json.dumps(meta).encode())
-  _atomic_write(os.path.join(folder, 'model_card.md'), card.encode())
+  files.atomic_write(os.path.join(folder, 'tokenizer.json'), json.dumps(meta).encode())
+  files.atomic_write(os.path.join(folder, 'model_card.md'), card.encode())
 
 
 def is_exported(folder: str) -> bool:
@@ -162,5 +155,5 @@ def half_copy(folder: str, dest: str) -> int:
     flat = {k: _halved(npz[k]) for k in npz.files}
   buffer = io.BytesIO()
   np.savez(buffer, **flat)
-  _atomic_write(os.path.join(dest, PARAMS), buffer.getvalue())
+  files.atomic_write(os.path.join(dest, PARAMS), buffer.getvalue())
   return len(buffer.getvalue())

@@ -18,6 +18,7 @@ import io
 import os
 import sys
 
+from asr import files
 from asr import text as text_lib
 
 CHARS = 'chars'
@@ -112,14 +113,6 @@ def from_config(cfg):
   return load(spec)
 
 
-def _atomic_write(path: str, data: bytes):
-  tmp = path + '.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
 
 def train(transcripts, vocab_size: int, out: str, threads: int = 0) -> PieceTokenizer:
   """Trains a unigram model of at most `vocab_size` pieces (blank not counted) on normalised
@@ -138,7 +131,7 @@ def train(transcripts, vocab_size: int, out: str, threads: int = 0) -> PieceToke
       hard_vocab_limit=False, num_threads=threads or os.cpu_count() or 1,
       minloglevel=2)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  _atomic_write(out, model.getvalue())
+  files.atomic_write(out, model.getvalue())
   return PieceTokenizer(out)
 
 
