@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from asr import features
+from asr import files
 from asr import frontend
 from asr import text as text_lib
 
@@ -53,10 +53,10 @@ def words_with_times(token_ids, frames, frame_seconds: float,
     raise TranscribeError(f'{len(token_ids)} labels but {len(frames)} emission frames')
   words, current = [], None
   for token, frame in zip(token_ids, frames):
-    piece = tokenizer.token_text(token)
-    if piece.startswith(' ') or not piece:
+    raw = tokenizer.token_text(token)
+    if raw.startswith(' ') or not raw:
       current = None
-    piece = piece.strip()
+    piece = raw.strip()
     if not piece:
       continue
     if current is None:
@@ -64,7 +64,7 @@ def words_with_times(token_ids, frames, frame_seconds: float,
       words.append(current)
     current['word'] += piece
     current['last'] = int(frame)
-    if tokenizer.token_text(token).endswith(' '):
+    if raw.endswith(' '):
       current = None
   timed = [{'word': w['word'], 'start_s': round(w['first'] * frame_seconds, 3),
             'end_s': round((w['last'] + 1) * frame_seconds, 3)} for w in words]
@@ -118,12 +118,8 @@ class Output:
   def close(self):
     if not self.path:
       return
-    folder = os.path.dirname(os.path.abspath(self.path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-      f.write(''.join(line + '\n' for line in self.lines))
-    os.replace(tmp, self.path)
+    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+    files.atomic_write(self.path, ''.join(line + '\n' for line in self.lines).encode('utf-8'))
 
 
 # --- progress ----------------------------------------------------------------------------------
@@ -332,8 +328,3 @@ class Stream:
 
   def words(self) -> tuple[str, list[dict]]:
     return words_with_times(self.tokens, self.frames, self.frame_seconds, self.tokenizer)
-
-
-def frame_seconds(cfg) -> float:
-  """The encoder frame duration of a config, the unit of the emission frames."""
-  return features.frame_seconds(cfg.frontend)

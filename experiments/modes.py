@@ -8,6 +8,7 @@ import jax
 from amortized import compression
 from amortized import encoder as amnet
 from asr import evaluate as evaluate_lib
+from asr import files
 from asr import multihost
 from asr import text_pieces
 from asr import train as train_lib
@@ -39,8 +40,9 @@ def train(cfg, workdir: str, log=print, **_):
   Process 0 writes config.json, runs.jsonl and the learning curves (`asr.multihost`)."""
   os.makedirs(workdir, exist_ok=True)
   if multihost.is_main():
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(cfg.to_json_best_effort(indent=1))
+    # Atomic: `--mode=transcribe` without --config reads it, possibly while this run starts.
+    files.atomic_write(os.path.join(workdir, 'config.json'),
+                       cfg.to_json_best_effort(indent=1).encode())
     with open(os.path.join(workdir, 'runs.jsonl'), 'a') as f:    # one line per start or resume
       f.write(json.dumps({**report.stamp(), 'train_steps': cfg.train.steps}) + '\n')
   model = models.build_model(cfg)
@@ -72,10 +74,9 @@ def eval(cfg, workdir: str, progress: bool = True, **_):  # pylint: disable=rede
   forced = cfg.model.encoder.routing.force_branch
   out = os.path.join(workdir, f'eval_{cfg.data.eval_split}{"_" + forced if forced else ""}.json')
   if multihost.is_main():
-    with open(out + '.tmp', 'w') as f:
-      json.dump({'result': result, 'rows': rows}, f, indent=1,
-                default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o))
-    os.replace(out + '.tmp', out)
+    files.atomic_write(out, json.dumps(
+        {'result': result, 'rows': rows}, indent=1,
+        default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o)).encode())
   print(json.dumps({'split': cfg.data.eval_split, **result}))
   return result
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from amortized import encoder as amnet
 from asr import evaluate as evaluate_lib
+from asr import features
 from asr import text_pieces
 from asr import train as train_lib
 from asr import transcribe as transcribe_lib
@@ -110,7 +111,7 @@ def _offline(evaluator, variables, stats, buckets, path, skipped):
   rows, _, _ = evaluator.decode_batch(variables, stats, batch)
   tokens, frames = rows[0]
   text, words = transcribe_lib.words_with_times(
-      tokens, frames, transcribe_lib.frame_seconds(evaluator.cfg), evaluator.tokenizer)
+      tokens, frames, features.frame_seconds(evaluator.cfg.frontend), evaluator.tokenizer)
   return text, words, pcm.size / transcribe_lib.SAMPLE_RATE
 
 
@@ -123,7 +124,7 @@ class Streamer:
     if not chunk_ms > 0:
       raise ValueError(f'--chunk_ms={chunk_ms} must be > 0')
     self.cfg, self.model, self.variables, self.stats = cfg, model, variables, stats
-    self.frame_seconds = transcribe_lib.frame_seconds(cfg)
+    self.frame_seconds = features.frame_seconds(cfg.frontend)
     self.block_frames = max(1, int(round(chunk_ms / 1000.0 / self.frame_seconds)))
     self.chunk_samples = max(1, int(round(chunk_ms / 1000.0 * transcribe_lib.SAMPLE_RATE)))
     self.branches = [b.name for b in amnet.parse_branches(cfg.model.encoder.branches)]

@@ -4,7 +4,8 @@
 
 joins the run at localhost:PORT, trains the tiny config through `modes.train` on the stand-in
 corpus of `helpers.fake_corpus` in DATA_DIR (sleeping SLEEP seconds a step, so a test can
-signal it mid-run), and writes to WRITES (JSON) every file it opened for writing.
+signal it mid-run), and writes to WRITES (JSON) every file it opened for writing or moved into
+place (`os.replace`, the last step of an atomic write).
 """
 import builtins
 import json
@@ -26,7 +27,12 @@ def main(process_id, port, workdir, data_dir, steps, sleep, writes):
     if isinstance(file, (str, os.PathLike)) and any(c in mode for c in 'wax+'):
       written.append(os.path.abspath(os.fspath(file)))
     return real_open(file, mode, *args, **kwargs)
-  builtins.open = recording_open
+  real_replace = os.replace
+
+  def recording_replace(src, dst, *args, **kwargs):
+    written.append(os.path.abspath(os.fspath(dst)))
+    return real_replace(src, dst, *args, **kwargs)
+  builtins.open, os.replace = recording_open, recording_replace
   try:
     from asr import evaluate  # pylint: disable=g-import-not-at-top
     from asr.data import voice_assistant  # pylint: disable=g-import-not-at-top
@@ -42,7 +48,7 @@ def main(process_id, port, workdir, data_dir, steps, sleep, writes):
       time.sleep(float(sleep))
     modes.train(cfg, workdir, log=log)
   finally:
-    builtins.open = real_open
+    builtins.open, os.replace = real_open, real_replace
     with open(writes, 'w') as f:
       json.dump(written, f)
 

@@ -38,7 +38,7 @@ def test_word_times_from_a_hand_made_emission_sequence():
   assert words == [{'word': 'go', 'start_s': 0.09, 'end_s': 0.15},
                    {'word': 'up', 'start_s': 0.21, 'end_s': 0.30}]
   cfg = helpers.tiny_config(**{'frontend.stride': 6, 'frontend.stack': 6})
-  assert transcribe.frame_seconds(cfg) == pytest.approx(0.06)
+  assert features.frame_seconds(cfg.frontend) == pytest.approx(0.06)   # the unit of frames
   with pytest.raises(transcribe.TranscribeError, match='2 labels but 1 emission frames'):
     transcribe.words_with_times([3, 4], [0], 0.03)
 
