@@ -42,6 +42,7 @@ from asr import sparsity
 from asr import train as train_lib
 from asr.data import batching
 from diffs import delta as delta_lib
+from diffs import files
 from diffs import fisher
 from diffs import package
 from diffs import signing
@@ -203,9 +204,7 @@ def _binary_delta(dcfg, old, new) -> dict:
 
 
 def _write_json(path: str, record: dict) -> None:
-  with open(path + '.tmp', 'w') as f:
-    json.dump(record, f, indent=1)
-  os.replace(path + '.tmp', path)
+  files.atomic_write(path, json.dumps(record, indent=1).encode())
 
 
 def to_numpy(tree):
@@ -215,12 +214,16 @@ def to_numpy(tree):
 # ----------------------------------------------------------------------------- the chains
 
 def update_config(cfg) -> ml_collections.ConfigDict:
-  """The training config of one update: the diff's steps, learning rate and warm-up."""
+  """The training config of one update: the diff's steps, learning rate and warm-up. A routed
+  encoder's arbitrator stays at the temperature it was deployed at (the end of its anneal):
+  an update starting again from `temperature_start` would soften the routing the device runs."""
   ucfg = ml_collections.ConfigDict(cfg.to_dict())
   ucfg.train.steps = cfg.diffs.steps_per_update
   ucfg.train.lr = cfg.diffs.lr
   ucfg.train.warmup_steps = cfg.diffs.warmup_steps
   ucfg.train.checkpoint_every = max(1, cfg.diffs.steps_per_update // 2)
+  routing = ucfg.model.encoder.routing
+  routing.temperature_start = routing.temperature_end
   return ucfg
 
 
@@ -239,16 +242,25 @@ def update_data(sources: Mapping, update: int, buckets: batching.Buckets,
   return batching.Dataset(batching.Concat(sources[new], replay), buckets, name=new), len(replay)
 
 
-def evaluate_cached(evaluator, params, dataset, stats, cache: str, key: str, limit: int) -> dict:
-  """{'wer', 'cer'} in %, read back from `cache` when this key was evaluated before."""
+def evaluate_cached(evaluator, params, dataset, stats, cache: str, key: str, limit: int,
+                    summarize=None) -> dict:
+  """{'wer', 'cer'} in %, plus `summarize(rows)` of the per-utterance rows if given (e.g. an
+  AmNet's routing shares and latency), read back from `cache` when this key was evaluated
+  with the same figures before."""
   results = json.load(open(cache)) if os.path.exists(cache) else {}
-  if not isinstance(results.get(key), dict):
+  cached = results.get(key)
+  if not isinstance(cached, dict) or (summarize is not None and 'summary' not in cached):
     os.makedirs(os.path.dirname(cache) or '.', exist_ok=True)
-    out = evaluator({'params': params}, dataset, stats, limit=limit or len(dataset))
+    limit = limit or len(dataset)
+    if summarize is None:
+      out, summary = evaluator({'params': params}, dataset, stats, limit=limit), None
+    else:
+      out, rows = evaluator({'params': params}, dataset, stats, limit=limit, return_rows=True)
+      summary = summarize(rows)
     results[key] = {'wer': 100 * out['wer'], 'cer': 100 * out['cer']}
-    with open(cache + '.tmp', 'w') as f:
-      json.dump(results, f)
-    os.replace(cache + '.tmp', cache)
+    if summary is not None:
+      results[key]['summary'] = summary
+    _write_json(cache, results)
   return results[key]
 
 
@@ -261,6 +273,9 @@ class Scorer:
   stats: dict             # the base model's feature stats
   eval_split: str
   limit: int              # utterances per split; 0 = all
+  # rows -> {column: value} of the new domain's split, e.g. a routed model's branch shares and
+  # latency (experiments/diffs_experiment.py); None: WER and CER only.
+  summarize: Callable | None = None
 
   def _key(self, domain: str) -> str:
     # Caches written before `eval_split` existed hold the test split's under the bare domain.
@@ -268,10 +283,11 @@ class Scorer:
 
   def __call__(self, params, new: str, cache: str) -> dict:
     new_domain, base = [evaluate_cached(self.evaluator, params, self.tests[domain], self.stats,
-                                        cache, self._key(domain), self.limit)
+                                        cache, self._key(domain), self.limit,
+                                        self.summarize if domain == new else None)
                         for domain in (new, 'base')]
     return {'wer_new': new_domain['wer'], 'cer_new': new_domain['cer'],
-            'wer_base': base['wer'], 'cer_base': base['cer']}
+            'wer_base': base['wer'], 'cer_base': base['cer'], **new_domain.get('summary', {})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,18 +318,20 @@ def plan_chains(dcfg, base_params, log=print) -> tuple[list[Chain], list[str]]:
 
 
 def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: Mapping,
-              buckets: batching.Buckets, evaluator, log=print) -> tuple[list[dict], list[str]]:
+              buckets: batching.Buckets, evaluator, summarize=None,
+              log=print) -> tuple[list[dict], list[str]]:
   """Every configured chain of `cfg.diffs.updates` updates from the base model trained in
   `base_dir`, under `root/chains/<name>/update_<k>/`. tests / sources: each domain's eval split
   (batching.Dataset) and raw training source, keyed by `domains`; evaluator: an
-  asr.evaluate.Evaluator of `model`. Returns (table rows: the base model's, then one per update
+  asr.evaluate.Evaluator of `model`; summarize: the `Scorer`'s, for columns beyond WER and CER.
+  Returns (table rows: the base model's, then one per update
   of each chain; the chains skipped, with why). Resumes like `run_update`."""
   dcfg = cfg.diffs
   quiet = lambda *_: None
   base_params = to_numpy(train_lib.load_params(base_dir))
   stats_path = os.path.join(base_dir, 'feature_stats.json')
   scores = Scorer(evaluator, tests, train_lib.feature_stats(None, cfg.frontend, base_dir),
-                  dcfg.eval_split, dcfg.eval_utterances)
+                  dcfg.eval_split, dcfg.eval_utterances, summarize)
   ucfg = update_config(cfg)
   full_bytes = package.full_model_bytes(base_params, dcfg.value_dtype)
   rows = [{'method': 'base model', 'budget': '-', 'update': 0, 'bytes': full_bytes,

@@ -4,12 +4,14 @@ Layout under the workdir: `base/` (the base model), what `diffs.chain.run_chain`
 (`base_eval.json`, `chains/<method>@<budget>/update_<k>/`), and `diffs_table.{md,csv}` with the
 plots. Everything resumes: a finished base, update or evaluation is read back, not redone.
 """
+import functools
 import json
 import os
 import time
 
 import numpy as np
 
+from amortized import analysis
 from asr import evaluate as evaluate_lib
 from asr import train as train_lib
 from diffs import chain
@@ -34,10 +36,23 @@ def train_base(cfg, root: str, model, log=print) -> str:
   return workdir
 
 
+def routing_columns(encoder, rows) -> dict:
+  """A routed model's figures on one split: average MFLOPs per frame under its argmax routing,
+  the frames per branch, the share routed with p >= 0.99, and UPL on the simulated device."""
+  names = [b.name for b in encoder.branches]
+  s = analysis.routing_summary(rows, encoder.branch_costs(), names, encoder.routing.rate,
+                               encoder.routing.hop)
+  return {'mflops_per_frame': s['flops_per_frame'] / 1e6,
+          'shares': ', '.join(f'{n} {100 * s[f"share_{n}"]:.0f}%' for n in names),
+          'confident_share': 100 * s['confident_share'],
+          'upl_median_ms': s['upl_median_ms'], 'upl_p90_ms': s['upl_p90_ms']}
+
+
 def run(cfg, root: str, log=print) -> list[dict]:
   start = time.time()
   dcfg = cfg.diffs
   model = models.build_model(cfg)
+  routed = len(model.encoder.branches) > 1
   base_dir = train_base(cfg, root, model, log)
   quiet = lambda *_: None
   domains = chain.domains(dcfg.updates)
@@ -45,7 +60,9 @@ def run(cfg, root: str, log=print) -> list[dict]:
   sources = {name: data_lib.source(cfg, f'{name}_train', quiet) for name in domains}
   rows, skipped = chain.run_chain(cfg, root, model=model, base_dir=base_dir, tests=tests,
                                   sources=sources, buckets=data_lib.buckets(cfg),
-                                  evaluator=evaluate_lib.Evaluator(model, cfg), log=log)
+                                  evaluator=evaluate_lib.Evaluator(model, cfg),
+                                  summarize=(functools.partial(routing_columns, model.encoder)
+                                             if routed else None), log=log)
   write(rows, cfg, root, time.time() - start, skipped)
   return rows
 
@@ -78,6 +95,12 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
              ('binary_delta_bytes', 'binary delta bytes'), ('bsdiff4_bytes', 'bsdiff4 bytes'),
              ('wer_new', 'WER new domain %'), ('cer_new', 'CER new domain %'),
              ('wer_base', 'WER base domain %'), ('cer_base', 'CER base domain %')]
+  if any('shares' in r for r in rows):       # a routed model: where its frames went
+    columns += [('shares', 'frames per branch (new domain)'),
+                ('mflops_per_frame', 'MFLOP/frame'), ('confident_share', '% frames p>=0.99'),
+                ('upl_median_ms', 'UPL p50 ms'), ('upl_p90_ms', 'UPL p90 ms')]
+    notes += (' Routing columns: the new domain\'s split under the model\'s argmax routing, '
+              'UPL on the simulated single-thread device.')
   text = report.write_table(rows, columns, os.path.join(root, 'diffs_table'),
                             'Neural diffs: consecutive updates', notes, wall_seconds)
   series = {}

@@ -87,6 +87,10 @@ def check(cfg):
   _require(evals.max_symbols_per_frame >= 1, 'eval.max_symbols_per_frame', 'must be >= 1')
   if 'diffs' in cfg:
     _check_diffs(cfg.diffs)
+    # A diff carries params; a sparse branch's masks live in another collection.
+    _require(':sparse' not in enc.branches, 'model.encoder.branches',
+             f'{enc.branches!r}: a diff carries the params only, not a sparse branch\'s pruning '
+             'masks; diff a dense, factorized or routed dense/factorized model')
 
 
 def _check_librispeech_dir(data):

@@ -205,3 +205,49 @@ def test_deadline_stops_every_chain_before_its_next_update(base, tmp_path):
   assert skipped == ['sparse@0.1 update 1 and later (diffs.deadline)',
                      'full update 1 and later (diffs.deadline)']
   assert not (tmp_path / 'chains').exists()
+
+
+def test_a_routed_model_is_diffed_arbitrator_included_and_its_routing_reported(tmp_path):
+  # The two halves together: an AmNet (dense + factorized branch, arbitrator) as the deployed
+  # model. Its updates train the whole pytree at the deployed temperature, and each row carries
+  # the new domain's routing figures, checked here against numpy over the evaluator's rows.
+  from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from experiments import diffs_experiment  # pylint: disable=g-import-not-at-top
+  cfg = helpers.tiny_config(**{
+      'train.steps': 4, 'model.encoder.branches': 'slow:dense,fast:factorized:0.25',
+      'model.encoder.routing.loss_variant': 'two_sided_upl',
+      'model.encoder.routing.lambda_cost': 1.0, 'model.encoder.routing.lambda_amr': 2.0,
+      'model.encoder.routing.anneal_steps': 4})
+  model = tiny_model(cfg)
+  base_dir = str(tmp_path / 'base')
+  train_lib.train(cfg, base_dir, model, helpers.tiny_dataset(cfg), log=lambda *_: None)
+  cfg = _diffs_config(cfg, methods='full', budgets='0.1', updates=1, steps_per_update=2,
+                      replay_fraction=0.0, eval_split='test', eval_utterances=4)
+  routing = chain.update_config(cfg).model.encoder.routing
+  assert routing.temperature_start == routing.temperature_end == cfg.model.encoder.routing.temperature_end
+  domains = chain.domains(1)
+  sources = {name: helpers.synthetic_examples(8, seed) for seed, name in enumerate(domains)}
+  tests = {name: helpers.tiny_dataset(cfg, 4, seed=10 + seed) for seed, name in enumerate(domains)}
+  evaluator = evaluate_lib.Evaluator(model, cfg)
+  summarize = lambda rows: diffs_experiment.routing_columns(model.encoder, rows)
+  rows, _ = chain.run_chain(cfg, str(tmp_path / 'diffs'), model=model, base_dir=base_dir,
+                            tests=tests, sources=sources, buckets=tests['base'].buckets,
+                            evaluator=evaluator, summarize=summarize, log=lambda *_: None)
+  base_params = chain.to_numpy(train_lib.load_params(base_dir))
+  applied = package.load_params(str(tmp_path / 'diffs/chains/full/update_1/device.npz'))
+  moved = jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)),
+                                 base_params['encoder']['arbitrator'],
+                                 applied['encoder']['arbitrator'])
+  assert any(jax.tree_util.tree_leaves(moved))      # the arbitrator is part of the update
+  stats = train_lib.feature_stats(None, cfg.frontend, base_dir)
+  for row, params, domain in ((rows[0], base_params, 'update_1'), (rows[1], applied, 'update_1')):
+    _, utterances = evaluator({'params': params}, tests[domain], stats, limit=4,
+                              return_rows=True)
+    choices = np.concatenate([np.asarray(u['route']).argmax(-1) for u in utterances])
+    costs = model.encoder.branch_costs()
+    np.testing.assert_allclose(row['mflops_per_frame'], costs[choices].mean() / 1e6, rtol=1e-6)
+    shares = [f'{name} {100 * np.mean(choices == i):.0f}%' for i, name in enumerate(['slow', 'fast'])]
+    assert row['shares'] == ', '.join(shares)
+    assert 0 <= row['confident_share'] <= 100 and row['upl_median_ms'] <= row['upl_p90_ms']
+  cached = json.load(open(tmp_path / 'diffs/base_eval.json'))
+  assert 'summary' in cached['update_1'] and 'summary' not in cached['base']

@@ -45,20 +45,24 @@ def test_sweep_print_lists_one_command_per_point(tmp_path):
 
 def test_every_sweep_point_loads_and_validates(tmp_path):
   names = {}
-  for sweep_name in ('amnet_cpu', 'amnet_full', 'demo'):
+  for sweep_name in ('amnet_cpu', 'amnet_full', 'amnet_shipped', 'demo'):
     sweep = sweep_lib.load_sweep(f'{ROOT}/experiments/sweeps/{sweep_name}.py', str(tmp_path))
     names[sweep_name] = [p['name'] for p in sweep['points']]
     assert len(set(names[sweep_name])) == len(names[sweep_name]), sweep_name
     for point in sweep['points']:
       sweep_lib.load_config(point['config'], point['overrides'])
   assert {'full_continued', 'amnet_mf3_2sided_upl', 'factorized20'} <= set(names['amnet_full'])
+  # the shipped table's `full` row is the shipped model itself, never retrained
+  shipped = sweep_lib.load_sweep(f'{ROOT}/experiments/sweeps/amnet_shipped.py', str(tmp_path))
+  assert shipped['points'][0]['workdir'] == 'pretrained/base'
 
 
 def test_every_shipped_config_validates():
   amnet_rows = [f'amnet.py:{row}' for row in amnet.ROWS]
   for spec in ['tiny_rnnt.py', 'base.py', 'bench_reference.py:base_lstm_ctc', *amnet_rows,
                'diffs.py', 'diffs.py:tiny', 'diffs.py:cpu',
-               'demo.py:full', 'demo.py:amnet', 'demo.py:diffs']:
+               'demo.py:full', 'demo.py:amnet', 'demo.py:diffs', 'diffs.py:shipped', 'diffs.py:shipped_amnet',
+               'amnet_shipped.py', 'amnet_shipped.py:amnet_sparse']:
     sweep_lib.load_config(f'{ROOT}/experiments/configs/{spec}')
 
 

@@ -18,10 +18,13 @@ from experiments.configs import common
 
 
 def get_config(size: str = 'small'):
-  if size not in ('tiny', 'small', 'cpu', 'full', 'shipped'):
-    raise ValueError(f'diffs.py: unknown size {size!r}; one of tiny, small, cpu, full, shipped')
+  if size not in ('tiny', 'small', 'cpu', 'full', 'shipped', 'shipped_amnet'):
+    raise ValueError(f'diffs.py: unknown size {size!r}; one of tiny, small, cpu, full, shipped, '
+                     'shipped_amnet')
   if size == 'shipped':
     return _on_the_shipped_base()
+  if size == 'shipped_amnet':
+    return _on_the_shipped_amnet()
   c = common.base_config()
   c.data.corpus = size
   c.model.encoder.layers = 2
@@ -115,4 +118,31 @@ def _on_the_shipped_base():
   c.data.extra_eval_splits = ''
   c.diffs = ml_collections.ConfigDict(get_config('cpu').diffs.to_dict())
   c.diffs.base_workdir = 'pretrained/base'
+  return c
+
+
+AMNET_ROW = 'workdirs/amnet_shipped/amnet_mf25_2sided_upl'
+
+
+def _on_the_shipped_amnet():
+  """The sparse 10% chain over an AmNet: the shipped table's AmNet-MF (dense slow branch, rank-
+  0.25 factorized fast branch, arbitrator, two-sided latency term + final UPL), its whole
+  pytree diffed, the arbitrator included; each update trains with the row's routing loss at
+  its deployed temperature, and the table adds the new domain's branch shares, FLOPs and UPL.
+  Train the row first (experiments/sweeps/amnet_shipped.py), then:
+
+    python launch.py --mode=diffs --config=experiments/configs/diffs.py:shipped_amnet \
+        --workdir=workdirs/diffs_shipped/amnet_sparse_lr1e-2
+
+  RESULTS.md, "Diffs of an AmNet".
+  """
+  from experiments.configs import amnet_shipped  # pylint: disable=g-import-not-at-top
+  c = amnet_shipped.get_config('amnet_mf_2sided_upl')
+  c.model.encoder.branches = 'slow:dense,fast:factorized:0.25'
+  c.model.encoder.init_from = ''
+  c.diffs = ml_collections.ConfigDict(get_config('cpu').diffs.to_dict())
+  c.diffs.base_workdir = AMNET_ROW
+  c.diffs.methods = 'sparse'
+  c.diffs.budgets = '0.1'
+  c.diffs.lr = 1e-2          # sparse 10%'s rate on `test_seen` ("Learning rates chosen ...")
   return c
