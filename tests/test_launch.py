@@ -61,8 +61,8 @@ def test_every_shipped_config_validates():
   amnet_rows = [f'amnet.py:{row}' for row in amnet.ROWS]
   for spec in ['tiny_rnnt.py', 'base.py', 'bench_reference.py:base_lstm_ctc', *amnet_rows,
                'diffs.py', 'diffs.py:tiny', 'diffs.py:cpu',
-               'demo.py:full', 'demo.py:amnet', 'demo.py:diffs', 'diffs.py:shipped', 'diffs.py:shipped_amnet',
-               'amnet_shipped.py', 'amnet_shipped.py:amnet_sparse']:
+               'demo.py:full', 'demo.py:amnet', 'demo.py:diffs', 'diffs.py:shipped',
+               'diffs.py:shipped_amnet', 'amnet_shipped.py', 'amnet_shipped.py:amnet_sparse']:
     sweep_lib.load_config(f'{ROOT}/experiments/configs/{spec}')
 
 
@@ -105,3 +105,10 @@ def test_method_sections_are_validated(key, value, message):
   spec = 'diffs.py' if key.startswith('diffs') else 'amnet.py:amnet_sparse'
   with pytest.raises(validate.ConfigError, match=message):
     sweep_lib.load_config(f'{ROOT}/experiments/configs/{spec}', {key: value})
+
+
+def test_a_diff_of_a_sparse_branch_model_is_refused():
+  # its masks are another collection than the params a diff carries
+  with pytest.raises(validate.ConfigError, match='pruning masks'):
+    sweep_lib.load_config(f'{ROOT}/experiments/configs/diffs.py:shipped_amnet',
+                          {'model.encoder.branches': 'slow:dense,fast:sparse:0.1'})
