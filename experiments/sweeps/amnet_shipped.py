@@ -48,4 +48,4 @@ def get_sweep(root: str):
   ]
   return dict(report='amnet', points=points, routing_row='amnet_mf25_2sided_upl',
               stream_utterances=8,
-              ablation_rows=['amnet_mf25_2sided_upl', UPL, 'amnet_mf3_2sided_upl'])
+              ablation_rows=['amnet_mf25_2sided_upl', UPL])
