@@ -41,10 +41,10 @@ def get_sweep(root: str):
            overrides={**_branches('main:factorized:0.25'), 'seed': 1}),
       dict(name='amnet_mf3_2sided_upl', config=f'{CONFIG}:{UPL}',
            overrides=_branches('slow:dense,mid:factorized:0.25,fast:factorized:0.1')),
-      dict(name='pruned50_g32', config=f'{CONFIG}:pruned',
-           overrides={'model.encoder.sparse_group': 32}),
       dict(name='factorized38', config=f'{CONFIG}:factorized',
            overrides=_branches('main:factorized:0.38')),
+      dict(name='pruned50_g32', config=f'{CONFIG}:pruned',
+           overrides={'model.encoder.sparse_group': 32}),
   ]
   return dict(report='amnet', points=points, routing_row='amnet_mf25_2sided_upl',
               stream_utterances=8,
