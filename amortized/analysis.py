@@ -40,6 +40,19 @@ def routing_summary(rows, branch_costs, branch_names, rate: float, hop: float) -
   return summary
 
 
+def routing_columns(encoder, rows) -> dict:
+  """A routed encoder's table columns on one split (the rows of `Evaluator(return_rows=True)`):
+  average MFLOPs per frame under its argmax routing, frames per branch, the share routed with
+  p >= 0.99 (%), and UPL median / p90 (ms) on the simulated device."""
+  names = [b.name for b in encoder.branches]
+  s = routing_summary(rows, encoder.branch_costs(), names, encoder.routing.rate,
+                      encoder.routing.hop)
+  return {'mflops_per_frame': s['flops_per_frame'] / 1e6,
+          'shares': ', '.join(f'{n} {100 * s[f"share_{n}"]:.0f}%' for n in names),
+          'confident_share': 100 * s['confident_share'],
+          'upl_median_ms': s['upl_median_ms'], 'upl_p90_ms': s['upl_p90_ms']}
+
+
 def count_params(params, masks=None) -> tuple[int, int]:
   """(stored parameters, effective parameters: nonzero under the pruning masks)."""
   leaves = jax.tree_util.tree_leaves(params)

@@ -29,20 +29,14 @@ def evaluate_row(point, cfg, test, log=print) -> tuple[dict, dict]:
   variables, stats = train_lib.load_trained(cfg, point['workdir'], model, test)
   from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   result, rows = evaluate_lib.Evaluator(model, cfg)(variables, test, stats, return_rows=True)
-  enc = model.encoder
-  names = [b.name for b in enc.branches]
-  summary = analysis.routing_summary(rows, enc.branch_costs(), names, enc.routing.rate,
-                                     enc.routing.hop)
   params, effective = analysis.count_params(variables['params']['encoder'],
                                             variables.get('masks', {}).get('encoder'))
   row = {'name': point['name'], 'branches': cfg.model.encoder.branches,
-         'latency_loss': (cfg.model.encoder.routing.loss_variant if len(names) > 1 else '-'),
+         'latency_loss': (cfg.model.encoder.routing.loss_variant
+                          if len(model.encoder.branches) > 1 else '-'),
          'wer': 100 * result['wer'], 'cer': 100 * result['cer'],
-         'mflops_per_frame': summary['flops_per_frame'] / 1e6,
-         'upl_median_ms': summary['upl_median_ms'], 'upl_p90_ms': summary['upl_p90_ms'],
-         'confident_share': 100 * summary['confident_share'],
-         'encoder_params': params, 'encoder_nonzero': effective,
-         'shares': ', '.join(f'{n} {100 * summary[f"share_{n}"]:.0f}%' for n in names)}
+         **analysis.routing_columns(model.encoder, rows),
+         'encoder_params': params, 'encoder_nonzero': effective}
   log(f'{point["name"]}: WER {row["wer"]:.2f}% {row["mflops_per_frame"]:.3f} MFLOP/frame '
       f'UPL p50 {row["upl_median_ms"]:.1f} ms p90 {row["upl_p90_ms"]:.1f} ms')
   detail = {'rows': rows, 'model': model, 'variables': variables, 'stats': stats, 'cfg': cfg,

@@ -36,18 +36,6 @@ def train_base(cfg, root: str, model, log=print) -> str:
   return workdir
 
 
-def routing_columns(encoder, rows) -> dict:
-  """A routed model's figures on one split: average MFLOPs per frame under its argmax routing,
-  the frames per branch, the share routed with p >= 0.99, and UPL on the simulated device."""
-  names = [b.name for b in encoder.branches]
-  s = analysis.routing_summary(rows, encoder.branch_costs(), names, encoder.routing.rate,
-                               encoder.routing.hop)
-  return {'mflops_per_frame': s['flops_per_frame'] / 1e6,
-          'shares': ', '.join(f'{n} {100 * s[f"share_{n}"]:.0f}%' for n in names),
-          'confident_share': 100 * s['confident_share'],
-          'upl_median_ms': s['upl_median_ms'], 'upl_p90_ms': s['upl_p90_ms']}
-
-
 def run(cfg, root: str, log=print) -> list[dict]:
   start = time.time()
   dcfg = cfg.diffs
@@ -61,7 +49,8 @@ def run(cfg, root: str, log=print) -> list[dict]:
   rows, skipped = chain.run_chain(cfg, root, model=model, base_dir=base_dir, tests=tests,
                                   sources=sources, buckets=data_lib.buckets(cfg),
                                   evaluator=evaluate_lib.Evaluator(model, cfg),
-                                  summarize=(functools.partial(routing_columns, model.encoder)
+                                  summarize=(functools.partial(analysis.routing_columns,
+                                                               model.encoder)
                                              if routed else None), log=log)
   write(rows, cfg, root, time.time() - start, skipped)
   return rows

@@ -212,7 +212,7 @@ def test_a_routed_model_is_diffed_arbitrator_included_and_its_routing_reported(t
   # model. Its updates train the whole pytree at the deployed temperature, and each row carries
   # the new domain's routing figures, checked here against numpy over the evaluator's rows.
   from asr import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  from experiments import diffs_experiment  # pylint: disable=g-import-not-at-top
+  from amortized import analysis  # pylint: disable=g-import-not-at-top
   cfg = helpers.tiny_config(**{
       'train.steps': 4, 'model.encoder.branches': 'slow:dense,fast:factorized:0.25',
       'model.encoder.routing.loss_variant': 'two_sided_upl',
@@ -224,12 +224,13 @@ def test_a_routed_model_is_diffed_arbitrator_included_and_its_routing_reported(t
   cfg = _diffs_config(cfg, methods='full', budgets='0.1', updates=1, steps_per_update=2,
                       replay_fraction=0.0, eval_split='test', eval_utterances=4)
   routing = chain.update_config(cfg).model.encoder.routing
-  assert routing.temperature_start == routing.temperature_end == cfg.model.encoder.routing.temperature_end
+  deployed = cfg.model.encoder.routing.temperature_end
+  assert routing.temperature_start == routing.temperature_end == deployed
   domains = chain.domains(1)
   sources = {name: helpers.synthetic_examples(8, seed) for seed, name in enumerate(domains)}
   tests = {name: helpers.tiny_dataset(cfg, 4, seed=10 + seed) for seed, name in enumerate(domains)}
   evaluator = evaluate_lib.Evaluator(model, cfg)
-  summarize = lambda rows: diffs_experiment.routing_columns(model.encoder, rows)
+  summarize = lambda rows: analysis.routing_columns(model.encoder, rows)
   rows, _ = chain.run_chain(cfg, str(tmp_path / 'diffs'), model=model, base_dir=base_dir,
                             tests=tests, sources=sources, buckets=tests['base'].buckets,
                             evaluator=evaluator, summarize=summarize, log=lambda *_: None)
@@ -246,7 +247,8 @@ def test_a_routed_model_is_diffed_arbitrator_included_and_its_routing_reported(t
     choices = np.concatenate([np.asarray(u['route']).argmax(-1) for u in utterances])
     costs = model.encoder.branch_costs()
     np.testing.assert_allclose(row['mflops_per_frame'], costs[choices].mean() / 1e6, rtol=1e-6)
-    shares = [f'{name} {100 * np.mean(choices == i):.0f}%' for i, name in enumerate(['slow', 'fast'])]
+    shares = [f'{name} {100 * np.mean(choices == i):.0f}%'
+              for i, name in enumerate(['slow', 'fast'])]
     assert row['shares'] == ', '.join(shares)
     assert 0 <= row['confident_share'] <= 100 and row['upl_median_ms'] <= row['upl_p90_ms']
   cached = json.load(open(tmp_path / 'diffs/base_eval.json'))
