@@ -151,6 +151,10 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
   if os.path.exists(done) and os.path.exists(device_path):
     with open(done) as f:
       record = json.load(f)
+    # Records from before the rate was recorded were trained at the config's (one rate a run).
+    if record.setdefault('lr', cfg.train.lr) != cfg.train.lr:
+      raise ValueError(f'{done}: this update was trained at lr {record["lr"]:g}, the config asks '
+                       f'for {cfg.train.lr:g} (diffs.lr / diffs.lrs); use another workdir')
     applied = package.load_params(device_path)
     if 'binary_delta' not in record:   # finished before the baseline was recorded
       record['binary_delta'] = _binary_delta(dcfg, device_params, applied)
@@ -185,7 +189,7 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
   # The device's side: apply the package file to what it holds, in numpy.
   applied = package.apply(info['path'], device_params, trusted=[info['signer']])
   package.save_params(device_path, applied)
-  record = {'bytes': info['bytes'], 'stored_values': info['stored_values'],
+  record = {'bytes': info['bytes'], 'lr': cfg.train.lr, 'stored_values': info['stored_values'],
             'base_fingerprint': info['base_fingerprint'],
             'result_fingerprint': info['result_fingerprint'], 'package': info['path'],
             'binary_delta': _binary_delta(dcfg, device_params, applied)}
@@ -213,13 +217,36 @@ def to_numpy(tree):
 
 # ----------------------------------------------------------------------------- the chains
 
-def update_config(cfg) -> ml_collections.ConfigDict:
-  """The training config of one update: the diff's steps, learning rate and warm-up. A routed
-  encoder's arbitrator stays at the temperature it was deployed at (the end of its anneal):
-  an update starting again from `temperature_start` would soften the routing the device runs."""
+def learning_rates(dcfg) -> dict[str, float]:
+  """{method: learning rate} of every configured method: `diffs.lrs` ('sparse=1e-2,full=3e-3')
+  where it names the method, else `diffs.lr`. A delta that starts at zero and may move few
+  entries wants a larger step than full fine-tuning, so one table's methods differ."""
+  rates = {}
+  for item in filter(None, dcfg.get('lrs', '').split(',')):
+    method, _, value = item.partition('=')
+    try:
+      rates[method.strip()] = float(value)
+    except ValueError:
+      raise ValueError(f'config.diffs.lrs: {item!r} is not method=learning_rate') from None
+  unknown = sorted(set(rates) - set(delta_lib.METHODS))
+  if unknown:
+    raise ValueError(f'config.diffs.lrs: {unknown} are not methods '
+                     f'({", ".join(delta_lib.METHODS)})')
+  rates = {m: rates.get(m, dcfg.lr) for m in dcfg.methods.split(',')}
+  bad = {m: r for m, r in rates.items() if not r > 0}
+  if bad:
+    raise ValueError(f'config.diffs.lrs: learning rates must be > 0, not {bad}')
+  return rates
+
+
+def update_config(cfg, method: str | None = None) -> ml_collections.ConfigDict:
+  """The training config of one update of `method`'s chain: the diff's steps, the method's
+  learning rate (`learning_rates`; None: `diffs.lr`) and warm-up. A routed encoder's arbitrator
+  stays at the temperature it was deployed at (the end of its anneal): an update starting again
+  from `temperature_start` would soften the routing the device runs."""
   ucfg = ml_collections.ConfigDict(cfg.to_dict())
   ucfg.train.steps = cfg.diffs.steps_per_update
-  ucfg.train.lr = cfg.diffs.lr
+  ucfg.train.lr = learning_rates(cfg.diffs)[method] if method else cfg.diffs.lr
   ucfg.train.warmup_steps = cfg.diffs.warmup_steps
   ucfg.train.checkpoint_every = max(1, cfg.diffs.steps_per_update // 2)
   routing = ucfg.model.encoder.routing
@@ -332,7 +359,6 @@ def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: 
   stats_path = os.path.join(base_dir, 'feature_stats.json')
   scores = Scorer(evaluator, tests, train_lib.feature_stats(None, cfg.frontend, base_dir),
                   dcfg.eval_split, dcfg.eval_utterances, summarize)
-  ucfg = update_config(cfg)
   full_bytes = package.full_model_bytes(base_params, dcfg.value_dtype)
   rows = [{'method': 'base model', 'budget': '-', 'update': 0, 'bytes': full_bytes,
            'pct_full': 100.0,
@@ -360,12 +386,12 @@ def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: 
       log(f'[{chain.name}] update {k}/{dcfg.updates}: {len(train_data)} utterances '
           f'({replayed} replayed)')
       update_start = time.perf_counter()
-      info = run_update(ucfg, workdir, model, chain.method, devices[chain.name], chain.budget,
+      info = run_update(update_config(cfg, chain.method), workdir, model, chain.method, devices[chain.name], chain.budget,
                         train_data, stats_path, k, log=quiet)
       devices[chain.name] = info['params']
       row = {'method': chain.method,
              'budget': f'{100 * chain.fraction:g}%' if chain.fraction else 'all',
-             'update': k, 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
+             'update': k, 'lr': info['lr'], 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
              'binary_delta_bytes': info['binary_delta']['binary_delta_bytes'],
              'bsdiff4_bytes': info['binary_delta']['bsdiff4_bytes'],
              **scores(info['params'], new, os.path.join(workdir, 'eval.json'))}

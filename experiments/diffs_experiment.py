@@ -79,7 +79,7 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
            f'`{cfg.data.corpus}`, {dcfg.updates} updates of {dcfg.steps_per_update} steps, '
            f'replay {dcfg.replay_fraction:g} per new example.'
            + (f' Skipped, {len(skipped)}: ' + '; '.join(skipped) + '.' if skipped else ''))
-  columns = [('method', 'method'), ('budget', 'budget'), ('update', 'update'),
+  columns = [('method', 'method'), ('budget', 'budget'), ('lr', 'lr'), ('update', 'update'),
              ('bytes', 'package bytes'), ('pct_full', '% of full'),
              ('binary_delta_bytes', 'binary delta bytes'), ('bsdiff4_bytes', 'bsdiff4 bytes'),
              ('wer_new', 'WER new domain %'), ('cer_new', 'CER new domain %'),

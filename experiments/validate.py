@@ -179,6 +179,11 @@ def _check_diffs(dcfg):
   key = dcfg.get('signing_key', '')
   _require(isinstance(key, str) and (not key or os.path.isfile(key)), 'diffs.signing_key',
            f'{key!r}: no such private key file (empty: a chain-local maker key in the workdir)')
+  from diffs import chain  # pylint: disable=g-import-not-at-top
+  try:
+    chain.learning_rates(dcfg)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   _require(dcfg.replay_fraction >= 0 and dcfg.lr > 0, 'diffs.replay_fraction',
            'replay_fraction >= 0 and lr > 0')
   _require(dcfg.prune_every >= 0 and dcfg.prune_rounds >= 0, 'diffs.prune_every',

@@ -163,7 +163,7 @@ def test_the_chain_records_the_baseline_of_each_update(base, tmp_path, monkeypat
   workdir.mkdir()
   P.save_params(workdir / 'device.npz', new)
   (workdir / 'update.json').write_text(json.dumps({'bytes': 1234, 'stored_values': 5}))
-  cfg = ml_collections.ConfigDict({'diffs': {}})
+  cfg = ml_collections.ConfigDict({'diffs': {}, 'train': {'lr': 1e-3}})
   run = lambda: chain.run_update(cfg, str(workdir), None, 'full', base, None, None, '', 1)
   info = run()
   expected = B.sizes(base, new)

@@ -186,6 +186,38 @@ def test_run_chain_rows_layout_replay_and_resume(base, tmp_path):
   assert again == rows and calls == []
 
 
+def _final_lr(workdir):
+  with open(os.path.join(workdir, 'train', 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f if '"kind": "train"' in line][-1]['lr']
+
+
+def test_each_method_trains_at_its_own_rate_and_a_resume_at_another_is_refused(base, tmp_path):
+  cfg, model, _, base_dir = base
+  cfg = _diffs_config(cfg, methods='sparse,full', budgets='0.1', updates=1, steps_per_update=2,
+                      replay_fraction=0.0, eval_split='test', eval_utterances=2,
+                      lr=1e-3, lrs='full=4e-3')
+  assert chain.learning_rates(cfg.diffs) == {'sparse': 1e-3, 'full': 4e-3}
+  with pytest.raises(ValueError, match="'hashd'"):
+    chain.learning_rates(ml_collections.ConfigDict({'methods': 'sparse', 'lr': 1e-3,
+                                                    'lrs': 'hashd=1e-2'}))
+  domains = chain.domains(1)
+  sources = {name: helpers.synthetic_examples(8, seed) for seed, name in enumerate(domains)}
+  tests = {name: helpers.tiny_dataset(cfg, 4, seed=10 + seed) for seed, name in enumerate(domains)}
+  evaluator = lambda variables, dataset, stats, limit: {'wer': 0.5, 'cer': 0.25}
+  run = lambda c: chain.run_chain(c, str(tmp_path), model=model, base_dir=base_dir, tests=tests,
+                                  sources=sources, buckets=tests['base'].buckets,
+                                  evaluator=evaluator, log=lambda *_: None)
+  rows, _ = run(cfg)
+  assert [(r['method'], r['lr']) for r in rows[1:]] == [('sparse', 1e-3), ('full', 4e-3)]
+  # the optimizer got the rates: one schedule, so its last rate scales with the peak
+  sparse, full = (str(tmp_path / 'chains' / name / 'update_1') for name in ('sparse@0.1', 'full'))
+  np.testing.assert_allclose(_final_lr(full) / _final_lr(sparse), 4.0, rtol=1e-5)
+  assert json.load(open(os.path.join(full, 'update.json')))['lr'] == 4e-3
+  cfg.diffs.lrs = 'full=1e-2'          # resuming the same workdir at another rate
+  with pytest.raises(ValueError, match='trained at lr 0.004'):
+    run(cfg)
+
+
 def test_deadline_stops_every_chain_before_its_next_update(base, tmp_path):
   # tools/gpu_oneshot.sh: a chain stopped by diffs.deadline still writes its table, the updates
   # not started named among the skipped. Past the deadline before the first update, every chain
