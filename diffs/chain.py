@@ -386,12 +386,13 @@ def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: 
       log(f'[{chain.name}] update {k}/{dcfg.updates}: {len(train_data)} utterances '
           f'({replayed} replayed)')
       update_start = time.perf_counter()
-      info = run_update(update_config(cfg, chain.method), workdir, model, chain.method, devices[chain.name], chain.budget,
-                        train_data, stats_path, k, log=quiet)
+      info = run_update(update_config(cfg, chain.method), workdir, model, chain.method,
+                        devices[chain.name], chain.budget, train_data, stats_path, k, log=quiet)
       devices[chain.name] = info['params']
       row = {'method': chain.method,
              'budget': f'{100 * chain.fraction:g}%' if chain.fraction else 'all',
-             'update': k, 'lr': info['lr'], 'bytes': info['bytes'], 'pct_full': 100 * info['bytes'] / full_bytes,
+             'update': k, 'lr': info['lr'], 'bytes': info['bytes'],
+             'pct_full': 100 * info['bytes'] / full_bytes,
              'binary_delta_bytes': info['binary_delta']['binary_delta_bytes'],
              'bsdiff4_bytes': info['binary_delta']['bsdiff4_bytes'],
              **scores(info['params'], new, os.path.join(workdir, 'eval.json'))}

@@ -113,8 +113,8 @@ def _on_the_shipped_base():
   every method at 2%, 5% and 10% of the model's bytes (13 chains, about 12 min each on 2 idle
   cores), one table.
 
-    python launch.py --config=experiments/configs/diffs.py:shipped --workdir=workdirs/diffs_shipped \
-        --mode=diffs [--config.diffs.methods=sparse,full --config.diffs.budgets=0.1]
+    python launch.py --config=experiments/configs/diffs.py:shipped \
+        --workdir=workdirs/diffs_shipped/all --mode=diffs [--config.diffs.budgets=0.02,0.1]
 
   The rates are the ones chosen on `test_seen` for the earlier CPU base (RESULTS.md, "Learning
   rates chosen on `test_seen`"): 1e-2 for the deltas trained from zero, 3e-3 for full fine-tuning
