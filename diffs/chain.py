@@ -152,14 +152,15 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
     with open(done) as f:
       record = json.load(f)
     # Records from before the rate was recorded were trained at the config's (one rate a run).
-    if record.setdefault('lr', cfg.train.lr) != cfg.train.lr:
-      raise ValueError(f'{done}: this update was trained at lr {record["lr"]:g}, the config asks '
+    lr = record.get('lr', cfg.train.lr)
+    if lr != cfg.train.lr:
+      raise ValueError(f'{done}: this update was trained at lr {lr:g}, the config asks '
                        f'for {cfg.train.lr:g} (diffs.lr / diffs.lrs); use another workdir')
     applied = package.load_params(device_path)
     if 'binary_delta' not in record:   # finished before the baseline was recorded
       record['binary_delta'] = _binary_delta(dcfg, device_params, applied)
       _write_json(done, record)
-    return dict(record, params=applied)
+    return dict(record, lr=lr, params=applied)
   os.makedirs(workdir, exist_ok=True)
   shutil.copy(stats_path, os.path.join(workdir, 'feature_stats.json'))   # the base's features
   per_round = dcfg.prune_every or train_data.batches_per_epoch(

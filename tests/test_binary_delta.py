@@ -169,7 +169,10 @@ def test_the_chain_records_the_baseline_of_each_update(base, tmp_path, monkeypat
   expected = B.sizes(base, new)
   assert info['binary_delta'] == expected and info['bytes'] == 1234
   assert bits(info['params']) == bits(new)
-  assert json.loads((workdir / 'update.json').read_text())['binary_delta'] == expected
+  record = json.loads((workdir / 'update.json').read_text())
+  assert record['binary_delta'] == expected
+  # a record from before rates were recorded reads as the config's rate, and is not given one
+  assert info['lr'] == 1e-3 and 'lr' not in record
 
   def no_recompute(*_):
     raise AssertionError('recorded sizes are read back')
