@@ -218,36 +218,38 @@ def to_numpy(tree):
 
 # ----------------------------------------------------------------------------- the chains
 
-def learning_rates(dcfg) -> dict[str, float]:
-  """{method: learning rate} of every configured method: `diffs.lrs` ('sparse=1e-2,full=3e-3')
-  where it names the method, else `diffs.lr`. A delta that starts at zero and may move few
-  entries wants a larger step than full fine-tuning, so one table's methods differ."""
+def learning_rates(dcfg) -> dict[str, list[float]]:
+  """{method: [learning rates]} of every configured method: `diffs.lrs` where it names the
+  method ('sparse=1e-2,full=3e-3'; a grid 'sparse=3e-3|1e-2|3e-2' trains one chain per rate),
+  else [`diffs.lr`]. A delta that starts at zero and may move few entries wants a larger step
+  than full fine-tuning, so one table's methods differ."""
   rates = {}
   for item in filter(None, dcfg.get('lrs', '').split(',')):
-    method, _, value = item.partition('=')
+    method, _, values = item.partition('=')
     try:
-      rates[method.strip()] = float(value)
+      rates[method.strip()] = [float(v) for v in values.split('|')]
     except ValueError:
-      raise ValueError(f'config.diffs.lrs: {item!r} is not method=learning_rate') from None
+      raise ValueError(f'config.diffs.lrs: {item!r} is not method=lr or method=lr|lr|...'
+                       ) from None
   unknown = sorted(set(rates) - set(delta_lib.METHODS))
   if unknown:
     raise ValueError(f'config.diffs.lrs: {unknown} are not methods '
                      f'({", ".join(delta_lib.METHODS)})')
-  rates = {m: rates.get(m, dcfg.lr) for m in dcfg.methods.split(',')}
-  bad = {m: r for m, r in rates.items() if not r > 0}
+  rates = {m: rates.get(m, [dcfg.lr]) for m in dcfg.methods.split(',')}
+  bad = {m: r for m, r in rates.items() if not all(v > 0 for v in r) or len(set(r)) < len(r)}
   if bad:
-    raise ValueError(f'config.diffs.lrs: learning rates must be > 0, not {bad}')
+    raise ValueError(f'config.diffs.lrs: learning rates must be > 0 and distinct, not {bad}')
   return rates
 
 
-def update_config(cfg, method: str | None = None) -> ml_collections.ConfigDict:
-  """The training config of one update of `method`'s chain: the diff's steps, the method's
-  learning rate (`learning_rates`; None: `diffs.lr`) and warm-up. A routed encoder's arbitrator
-  stays at the temperature it was deployed at (the end of its anneal): an update starting again
-  from `temperature_start` would soften the routing the device runs."""
+def update_config(cfg, lr: float | None = None) -> ml_collections.ConfigDict:
+  """The training config of one update: the diff's steps, the chain's learning rate (None:
+  `diffs.lr`) and warm-up. A routed encoder's arbitrator stays at the temperature it was
+  deployed at (the end of its anneal): an update starting again from `temperature_start`
+  would soften the routing the device runs."""
   ucfg = ml_collections.ConfigDict(cfg.to_dict())
   ucfg.train.steps = cfg.diffs.steps_per_update
-  ucfg.train.lr = learning_rates(cfg.diffs)[method] if method else cfg.diffs.lr
+  ucfg.train.lr = cfg.diffs.lr if lr is None else lr
   ucfg.train.warmup_steps = cfg.diffs.warmup_steps
   ucfg.train.checkpoint_every = max(1, cfg.diffs.steps_per_update // 2)
   routing = ucfg.model.encoder.routing
@@ -323,13 +325,16 @@ class Chain:
   method: str
   fraction: float | None   # of the full model's package bytes; None: the method has no budget
   budget: Budget | None
+  lr: float
   name: str                # its folder under `chains/`
 
 
 def plan_chains(dcfg, base_params, log=print) -> tuple[list[Chain], list[str]]:
-  """Every configured (method, budget) chain that can train, and why each other one cannot:
-  all are checked before the first one trains."""
+  """Every configured (method, budget, learning rate) chain that can train, and why each other
+  one cannot: all are checked before the first one trains. A method trained at several rates
+  (a `diffs.lrs` grid) names its chains `<method>@<budget>_lr<rate>`."""
   chains, skipped = [], []
+  rates = learning_rates(dcfg)
   for method in dcfg.methods.split(','):
     budgeted = delta_lib.get_method(method).budgeted
     for fraction in [float(b) for b in dcfg.budgets.split(',')] if budgeted else [None]:
@@ -340,9 +345,36 @@ def plan_chains(dcfg, base_params, log=print) -> tuple[list[Chain], list[str]]:
       if why:
         skipped.append(f'{name} ({why})')
         log(f'[{name}] skipped: {why}')
-      else:
-        chains.append(Chain(method, fraction, budget, name))
+        continue
+      for lr in rates[method]:
+        chains.append(Chain(method, fraction, budget, lr,
+                            f'{name}_lr{lr:g}' if len(rates[method]) > 1 else name))
   return chains, skipped
+
+
+def choose_rates(rows: list[dict]) -> list[dict]:
+  """The rate grid's choice: for each (method, budget) trained at several rates, every rate's
+  mean new-domain WER over its updates and its last base-domain WER; `chosen` marks the lowest
+  mean (the smaller rate on a tie). Chains cut short (`diffs.deadline`) are not compared with
+  finished ones: a rate needs the most updates any rate of its group reached."""
+  groups = {}
+  for r in rows:
+    if r['update'] > 0:
+      groups.setdefault((r['method'], r['budget']), {}).setdefault(r.get('lr'), []).append(r)
+  table = []
+  for (method, budget), by_rate in groups.items():
+    if len(by_rate) < 2:
+      continue
+    most = max(len(updates) for updates in by_rate.values())
+    out = [{'method': method, 'budget': budget, 'lr': lr, 'updates': len(updates),
+            'mean_wer_new': float(np.mean([u['wer_new'] for u in updates])),
+            'last_wer_base': max(updates, key=lambda u: u['update'])['wer_base'],
+            'chosen': ''}
+           for lr, updates in by_rate.items()]
+    finished = [o for o in out if o['updates'] == most]
+    min(finished, key=lambda o: (o['mean_wer_new'], o['lr']))['chosen'] = 'yes'
+    table += out
+  return table
 
 
 def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: Mapping,
@@ -387,7 +419,7 @@ def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: 
       log(f'[{chain.name}] update {k}/{dcfg.updates}: {len(train_data)} utterances '
           f'({replayed} replayed)')
       update_start = time.perf_counter()
-      info = run_update(update_config(cfg, chain.method), workdir, model, chain.method,
+      info = run_update(update_config(cfg, chain.lr), workdir, model, chain.method,
                         devices[chain.name], chain.budget, train_data, stats_path, k, log=quiet)
       devices[chain.name] = info['params']
       row = {'method': chain.method,

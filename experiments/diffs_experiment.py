@@ -92,9 +92,22 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
               'UPL on the simulated single-thread device.')
   text = report.write_table(rows, columns, os.path.join(root, 'diffs_table'),
                             'Neural diffs: consecutive updates', notes, wall_seconds)
+  choice = chain.choose_rates(rows)
+  if choice:
+    text += '\n' + report.write_table(
+        choice, [('method', 'method'), ('budget', 'budget'), ('lr', 'lr'),
+                 ('updates', 'updates'), ('mean_wer_new', 'mean WER new domain %'),
+                 ('last_wer_base', 'WER base domain % after the last'), ('chosen', 'chosen')],
+        os.path.join(root, f'lr_choice_{dcfg.eval_split}'),
+        f'Learning rates on `{dcfg.eval_split}`',
+        f'Each (method, budget) trained at several rates (`diffs.lrs` grid); chosen: the lowest '
+        f'mean new-domain WER over the updates on `{dcfg.eval_split}` '
+        f'({_SPLIT_WORDS[dcfg.eval_split]}).')
+  grid = {(r['method'], r['budget']) for r in choice}
   series = {}
   for r in rows[1:]:
-    key = f'{r["method"]} {r["budget"]}'
+    key = f'{r["method"]} {r["budget"]}' + (f' lr {r["lr"]:g}'
+                                            if (r['method'], r['budget']) in grid else '')
     xs, ys = series.setdefault(key, ([], []))
     xs.append(r['update'])
     ys.append(r['wer_new'])
@@ -104,7 +117,8 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
   by_method = {}
   for r in rows[1:]:
     if r['update'] == last:
-      xs, ys = by_method.setdefault(r['method'], ([], []))
+      key = r['method'] + (f' lr {r["lr"]:g}' if (r['method'], r['budget']) in grid else '')
+      xs, ys = by_method.setdefault(key, ([], []))
       xs.append(r['bytes'])
       ys.append(r['wer_new'])
       if r['method'] == 'full':   # the generic updater's bytes for the same model

@@ -166,10 +166,10 @@ def demo(cfg, workdir: str, **_):
   diffs_experiment.run(diffs_cfg, diffs_root)
   with open(os.path.join(diffs_root, 'diffs_table.md')) as f:
     diffs_text = f.read()
-  with open(os.path.join(workdir, 'report.md'), 'w') as f:
-    f.write('# Demo report\n\n' + amnet_text + '\n![WER against FLOPs](amnet/amnet_wer_vs_flops.png)'
-            '\n![routing](amnet/amnet_routing.png)\n\n' + diffs_text +
-            '\n![WER by update](diffs/diffs_wer_by_update.png)\n')
+  files.atomic_write(os.path.join(workdir, 'report.md'), (
+      '# Demo report\n\n' + amnet_text + '\n![WER against FLOPs](amnet/amnet_wer_vs_flops.png)'
+      '\n![routing](amnet/amnet_routing.png)\n\n' + diffs_text +
+      '\n![WER by update](diffs/diffs_wer_by_update.png)\n').encode())
   stage(f'done: {workdir}/report.md')
 
 

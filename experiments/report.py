@@ -2,6 +2,7 @@
 each stamped with the command that produced it, the commit and the machine."""
 import csv
 import datetime
+import io
 import os
 import platform
 import subprocess
@@ -12,6 +13,15 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from asr import files  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _save(fig, path: str) -> None:
+  # atomic, like every table: a report re-run beside a reader never leaves half a PNG
+  image = io.BytesIO()
+  fig.savefig(image, dpi=120, format='png')
+  files.atomic_write(path, image.getvalue())
 
 
 def machine() -> str:
@@ -108,11 +118,12 @@ def write_table(rows: list[dict], columns: list[tuple[str, str]], stem: str, tit
                 notes: str = '', wall_seconds: float | None = None) -> str:
   """Writes `stem.md` and `stem.csv`; columns are (key, header). Returns the Markdown text."""
   os.makedirs(os.path.dirname(stem) or '.', exist_ok=True)
-  with open(stem + '.csv', 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow([key for key, _ in columns])
-    for row in rows:
-      writer.writerow([row.get(key, '') for key, _ in columns])
+  table = io.StringIO(newline='')
+  writer = csv.writer(table)
+  writer.writerow([key for key, _ in columns])
+  for row in rows:
+    writer.writerow([row.get(key, '') for key, _ in columns])
+  files.atomic_write(stem + '.csv', table.getvalue().encode())
   lines = [f'### {title}', '',
            f'Command: `{command()}`  ', f'Commit: {commit()}  ', f'Machine: {machine()}  ',
            f'Date: {datetime.date.today().isoformat()}' +
@@ -124,8 +135,7 @@ def write_table(rows: list[dict], columns: list[tuple[str, str]], stem: str, tit
   if notes:
     lines += ['', notes]
   text = '\n'.join(lines) + '\n'
-  with open(stem + '.md', 'w') as f:
-    f.write(text)
+  files.atomic_write(stem + '.md', text.encode())
   return text
 
 
@@ -149,7 +159,7 @@ def scatter(points: list[tuple[str, float, float]], xlabel: str, ylabel: str, pa
   ax.legend(fontsize=6.5, loc='upper left', bbox_to_anchor=(1.01, 1.0), frameon=False,
             ncol=columns)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -166,7 +176,7 @@ def lines(series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, path: 
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -189,7 +199,7 @@ def learning_curves(workdir: str) -> str | None:
     ax.legend(fontsize=8)
   fig.tight_layout()
   path = os.path.join(workdir, 'learning_curve.png')
-  fig.savefig(path, dpi=120)
+  _save(fig, path)
   plt.close(fig)
   return path
 
@@ -252,5 +262,5 @@ def routing_still(log_mel, route, branch_names, backlog_ms, frame_seconds: float
   bottom.set_xlabel('time (s)')
   bottom.grid(alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  _save(fig, path)
   plt.close(fig)

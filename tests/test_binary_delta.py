@@ -201,6 +201,15 @@ def test_the_table_shows_the_baseline_beside_the_package(tmp_path):
   text = (tmp_path / 'diffs_table.md').read_text()
   assert '| package bytes | % of full | binary delta bytes | bsdiff4 bytes |' in text
   assert (tmp_path / 'diffs_wer_vs_bytes.png').stat().st_size > 1000
+  assert not (tmp_path / 'lr_choice_test.md').exists()       # one rate per method: no choice
+  # a grid: sparse at two rates; the lower WER's is chosen, in a table named for the split
+  cfg.diffs.eval_split = 'test_seen'
+  rows[1]['lr'], rows[2]['lr'] = 1e-2, 3e-3
+  rows.insert(2, dict(rows[1], lr=3e-2, wer_new=25.0))
+  diffs_experiment.write(rows, cfg, str(tmp_path), 1.0)
+  choice = list(csv.DictReader(open(tmp_path / 'lr_choice_test_seen.csv')))
+  assert [(r['method'], r['lr'], r['mean_wer_new'], r['chosen']) for r in choice] == [
+      ('sparse', '0.01', '30.0', ''), ('sparse', '0.03', '25.0', 'yes')]
 
 
 def test_cli_prints_the_sizes_of_two_models(base, tmp_path, capsys):

@@ -191,15 +191,18 @@ def _final_lr(workdir):
     return [json.loads(line) for line in f if '"kind": "train"' in line][-1]['lr']
 
 
-def test_each_method_trains_at_its_own_rate_and_a_resume_at_another_is_refused(base, tmp_path):
+def test_each_method_trains_at_its_own_rates_and_a_resume_at_another_is_refused(base, tmp_path):
+  # full at a grid of two rates (one chain each), sparse at diffs.lr
   cfg, model, _, base_dir = base
   cfg = _diffs_config(cfg, methods='sparse,full', budgets='0.1', updates=1, steps_per_update=2,
                       replay_fraction=0.0, eval_split='test', eval_utterances=2,
-                      lr=1e-3, lrs='full=4e-3')
-  assert chain.learning_rates(cfg.diffs) == {'sparse': 1e-3, 'full': 4e-3}
-  with pytest.raises(ValueError, match="'hashd'"):
-    chain.learning_rates(ml_collections.ConfigDict({'methods': 'sparse', 'lr': 1e-3,
-                                                    'lrs': 'hashd=1e-2'}))
+                      lr=1e-3, lrs='full=4e-3|8e-3')
+  assert chain.learning_rates(cfg.diffs) == {'sparse': [1e-3], 'full': [4e-3, 8e-3]}
+  for bad, match in (('hashd=1e-2', "'hashd'"), ('sparse=1e-2|x', 'method=lr'),
+                     ('sparse=1e-2|1e-2', 'distinct'), ('sparse=0', '> 0')):
+    with pytest.raises(ValueError, match=match):
+      chain.learning_rates(ml_collections.ConfigDict({'methods': 'sparse', 'lr': 1e-3,
+                                                      'lrs': bad}))
   domains = chain.domains(1)
   sources = {name: helpers.synthetic_examples(8, seed) for seed, name in enumerate(domains)}
   tests = {name: helpers.tiny_dataset(cfg, 4, seed=10 + seed) for seed, name in enumerate(domains)}
@@ -208,14 +211,47 @@ def test_each_method_trains_at_its_own_rate_and_a_resume_at_another_is_refused(b
                                   sources=sources, buckets=tests['base'].buckets,
                                   evaluator=evaluator, log=lambda *_: None)
   rows, _ = run(cfg)
-  assert [(r['method'], r['lr']) for r in rows[1:]] == [('sparse', 1e-3), ('full', 4e-3)]
+  assert [(r['method'], r['lr']) for r in rows[1:]] == [
+      ('sparse', 1e-3), ('full', 4e-3), ('full', 8e-3)]
   # the optimizer got the rates: one schedule, so its last rate scales with the peak
-  sparse, full = (str(tmp_path / 'chains' / name / 'update_1') for name in ('sparse@0.1', 'full'))
-  np.testing.assert_allclose(_final_lr(full) / _final_lr(sparse), 4.0, rtol=1e-5)
-  assert json.load(open(os.path.join(full, 'update.json')))['lr'] == 4e-3
-  cfg.diffs.lrs = 'full=1e-2'          # resuming the same workdir at another rate
-  with pytest.raises(ValueError, match='trained at lr 0.004'):
+  sparse, full4, full8 = (str(tmp_path / 'chains' / name / 'update_1')
+                          for name in ('sparse@0.1', 'full_lr0.004', 'full_lr0.008'))
+  np.testing.assert_allclose(_final_lr(full4) / _final_lr(sparse), 4.0, rtol=1e-5)
+  np.testing.assert_allclose(_final_lr(full8) / _final_lr(sparse), 8.0, rtol=1e-5)
+  assert json.load(open(os.path.join(full8, 'update.json')))['lr'] == 8e-3
+  cfg.diffs.lr = 2e-3                  # resuming the same workdir at another rate
+  with pytest.raises(ValueError, match='trained at lr 0.001'):
     run(cfg)
+
+
+def test_the_rate_grid_chooses_the_lowest_mean_wer_over_the_updates():
+  rng = np.random.default_rng(0)
+  grid = {('sparse', '10%'): [3e-3, 1e-2, 3e-2], ('full', 'all'): [1e-3, 3e-3]}
+  rows = [{'method': 'base model', 'budget': '-', 'update': 0, 'lr': None}]
+  wer = {}
+  for (method, budget), rates in grid.items():
+    for lr in rates:
+      wer[method, lr] = rng.uniform(50, 90, size=(5, 2))
+      rows += [{'method': method, 'budget': budget, 'lr': lr, 'update': k + 1,
+                'wer_new': wer[method, lr][k, 0], 'wer_base': wer[method, lr][k, 1]}
+               for k in range(5)]
+  rows += [{'method': 'topk', 'budget': '10%', 'lr': 3e-3, 'update': 1, 'wer_new': 1.0,
+            'wer_base': 1.0}]                       # one rate: nothing to choose
+  table = chain.choose_rates(rows)
+  assert {(t['method'], t['lr']) for t in table} == {(m, lr) for (m, _), r in grid.items()
+                                                     for lr in r}
+  for (method, _), rates in grid.items():
+    means = [wer[method, lr][:, 0].mean() for lr in rates]
+    mine = {t['lr']: t for t in table if t['method'] == method}
+    np.testing.assert_allclose([mine[lr]['mean_wer_new'] for lr in rates], means)
+    assert [mine[lr]['last_wer_base'] for lr in rates] == [wer[method, lr][4, 1] for lr in rates]
+    assert [lr for lr in rates if mine[lr]['chosen']] == [rates[int(np.argmin(means))]]
+  # a rate cut short by diffs.deadline is not compared with the finished ones
+  cut = [r for r in rows if not (r['method'] == 'full' and r['lr'] == 3e-3 and r['update'] > 1)]
+  cut[[i for i, r in enumerate(cut) if r['method'] == 'full' and r['lr'] == 3e-3][0]][
+      'wer_new'] = 0.0
+  assert [t['lr'] for t in chain.choose_rates(cut) if t['method'] == 'full' and t['chosen']] == [
+      1e-3]
 
 
 def test_deadline_stops_every_chain_before_its_next_update(base, tmp_path):

@@ -119,7 +119,13 @@ def _on_the_shipped_base():
   The rates are the ones chosen on `test_seen` for the earlier CPU base (RESULTS.md, "Learning
   rates chosen on `test_seen`"): 1e-2 for the deltas trained from zero, 3e-3 for full fine-tuning
   and for topk, which fine-tunes the whole model before it compresses. RESULTS.md, "Neural diffs
-  on the shipped base".
+  on the shipped base". Choosing them again on this base (a grid, one chain per rate; the
+  choice in `lr_choice_test_seen.md`; then the same command with `eval_split=test`):
+
+    python launch.py --config=experiments/configs/diffs.py:shipped --mode=diffs \
+        --workdir=workdirs/diffs_shipped/lr --config.diffs.methods=sparse,full \
+        --config.diffs.budgets=0.1 --config.diffs.eval_split=test_seen \
+        '--config.diffs.lrs=sparse=3e-3|1e-2|3e-2,full=1e-3|3e-3|1e-2'
   """
   c = base_config.get_config()
   c.data.extra_eval_splits = ''
