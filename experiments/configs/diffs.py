@@ -120,7 +120,9 @@ def _on_the_shipped_base():
   rates chosen on `test_seen`"): 1e-2 for the deltas trained from zero, 3e-3 for full fine-tuning
   and for topk, which fine-tunes the whole model before it compresses. RESULTS.md, "Neural diffs
   on the shipped base". Choosing them again on this base (a grid, one chain per rate; the
-  choice in `lr_choice_test_seen.md`; then the same command with `eval_split=test`):
+  choice in `lr_choice_test_seen.md`; then the same command with `eval_split=test`) kept 1e-2
+  for sparse and chose 1e-2 for full fine-tuning (RESULTS.md, "Learning rates chosen on the
+  shipped base's `test_seen`"); the table above keeps the earlier rates it was measured at:
 
     python launch.py --config=experiments/configs/diffs.py:shipped --mode=diffs \
         --workdir=workdirs/diffs_shipped/lr --config.diffs.methods=sparse,full \
