@@ -1,5 +1,6 @@
-"""Audio batch -> encoder input: log-mel, global mean/variance normalisation, SpecAugment
-and vocal-tract-length perturbation (training only), frame stacking. Runs inside the jit-compiled step, on the accelerator. A
+"""Audio batch -> encoder input: log-mel, global mean/variance normalisation, causal mean
+normalisation (optional), SpecAugment and vocal-tract-length perturbation (training only), frame
+stacking. Runs inside the jit-compiled step, on the accelerator. A
 training set may carry its log-mel computed once (`Dataset.cache_log_mel`); normalisation,
 SpecAugment and stacking still run every step, so every step draws its own masks."""
 import jax
@@ -20,7 +21,7 @@ def featurize(audio, audio_paddings, cfg, stats, rng=None):
 
 
 def from_log_mel(feats, paddings, cfg, stats, rng=None):
-  """Log-mel [B, T, M] -> VTLP-warped and SpecAugmented (with rng), normalised, stacked."""
+  """Log-mel [B, T, M] -> VTLP-warped (with rng), normalised, SpecAugmented (with rng), stacked."""
   if rng is not None and cfg.vtlp_warp > 0:
     rng, warp_key = jax.random.split(rng)
     alpha = jax.random.uniform(warp_key, feats.shape[:1], minval=1.0 - cfg.vtlp_warp,
@@ -28,6 +29,8 @@ def from_log_mel(feats, paddings, cfg, stats, rng=None):
     feats = frontend.vtlp(feats, alpha)
   feats = frontend.normalize(feats, paddings, jnp.asarray(stats['mean']),
                              jnp.asarray(stats['std']))
+  if cfg.causal_cmn:
+    feats, _ = frontend.causal_mean_norm(feats, paddings, cfg.cmn_prior_frames)
   if rng is not None and cfg.spec_augment:
     feats = frontend.spec_augment(
         rng, feats, paddings, num_freq_masks=cfg.freq_masks, freq_mask_width=cfg.freq_mask_width,

@@ -1,4 +1,5 @@
-"""Audio frontend: log-mel features, global normalisation, frame stacking and SpecAugment.
+"""Audio frontend: log-mel features, global (and optional causal per-utterance) normalisation,
+frame stacking and SpecAugment.
 
 Conventions (docs/DESIGN.md "Gaps in the papers": 25 ms windows, 10 ms hop, 80 log-mels, 3 frames
 stacked and subsampled to 30 ms):
@@ -157,6 +158,25 @@ def normalize(feats, paddings, mean, std):
   """(feats - mean) / std on valid frames; padded frames are 0."""
   out = (feats - jnp.asarray(mean, feats.dtype)) / jnp.asarray(std, feats.dtype)
   return out * (1.0 - jnp.asarray(paddings, feats.dtype))[..., None]
+
+
+def causal_mean_norm(feats, paddings, prior_frames: float, state=None):
+  """Each valid frame minus the mean of the valid frames up to and including it, that mean
+  starting from `prior_frames` frames at 0 (the global mean, after `normalize`): a speaker's or
+  engine's spectral offset is taken out as the utterance goes on, using no future frame, so a
+  stream computes exactly what the whole recording gives.
+
+  state: (sum [B, M], count [B]) of the frames before these (a stream's earlier blocks); None
+  for the start of an utterance. Returns (feats [B, T, M], state after the valid frames).
+  """
+  valid = 1.0 - jnp.asarray(paddings, feats.dtype)
+  if state is None:
+    state = (jnp.zeros((feats.shape[0], feats.shape[-1]), feats.dtype),
+             jnp.zeros(feats.shape[:1], feats.dtype))
+  sums = state[0][:, None] + jnp.cumsum(feats * valid[..., None], axis=1)
+  counts = state[1][:, None] + jnp.cumsum(valid, axis=1)
+  out = (feats - sums / (counts + prior_frames)[..., None]) * valid[..., None]
+  return out, (sums[:, -1], counts[:, -1])
 
 
 def save_stats(path: str, mean, std) -> None:

@@ -235,16 +235,27 @@ class StreamFeaturizer:
     self.audio = np.zeros(0, np.int16)
     self.offset = 0          # global index of self.audio[0]
     self.done = 0            # encoder frames emitted
+    # Causal mean normalisation: (sum, count) of the log-mel frames before the next block.
+    self.cmn_state = (jnp.zeros((1, frontend_cfg.num_mels)), jnp.zeros((1,)))
     self._featurize = jax.jit(self._featurize_impl)
 
-  def _featurize_impl(self, window, stats):
+  def _featurize_impl(self, window, stats, cmn_state, valid):
     cfg = self.cfg
     feats, pads = frontend.log_mel(window[None], jnp.zeros((1, window.size), jnp.float32),
                                    num_mels=cfg.num_mels, window_ms=cfg.window_ms,
                                    hop_ms=cfg.hop_ms)
     feats, pads = feats[:, 1:], pads[:, 1:]          # the pre-emphasis context frame
     feats = frontend.normalize(feats, pads, stats['mean'], stats['std'])
-    return frontend.stack_frames(feats, pads, stack=cfg.stack, stride=cfg.stride)[0]
+    if cfg.causal_cmn:
+      # The block's first `valid` encoder frames start the next block's frames at log-mel
+      # frame valid * stride: only those enter the carried sums (with stack > stride the
+      # frames after them are read again by the next block).
+      new = (jnp.arange(feats.shape[1]) < valid * cfg.stride).astype(feats.dtype)[None]
+      after = (cmn_state[0] + jnp.sum(feats * new[..., None], axis=1),
+               cmn_state[1] + jnp.sum(new, axis=1))
+      feats, _ = frontend.causal_mean_norm(feats, pads, cfg.cmn_prior_frames, cmn_state)
+      cmn_state = after
+    return frontend.stack_frames(feats, pads, stack=cfg.stack, stride=cfg.stride)[0], cmn_state
 
   def available(self) -> int:
     """Encoder frames whose samples have all arrived."""
@@ -276,7 +287,8 @@ class StreamFeaturizer:
     lo = max(begin, self.offset)
     piece = self.audio[lo - self.offset:lo - self.offset + self.window - (lo - begin)]
     window[lo - begin:lo - begin + piece.size] = piece
-    feats = self._featurize(jnp.asarray(window), self.stats)
+    feats, self.cmn_state = self._featurize(jnp.asarray(window), self.stats, self.cmn_state,
+                                            jnp.int32(valid))
     pads = np.zeros((1, self.block), np.float32)
     pads[0, valid:] = 1.0
     first = self.done

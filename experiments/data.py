@@ -1,4 +1,5 @@
 """Config -> bucketed splits (`asr.data.batching.Dataset`) from the configured source."""
+import json
 import os
 
 from asr import features
@@ -34,9 +35,15 @@ def source(cfg, split: str, log=print):
   raise ValueError(f'data.source={data_cfg.source!r} is not one of {", ".join(SOURCES)}')
 
 
+# Metadata that a rebuild of the same corpus may change: audio hours summed in the order the
+# synthesis workers finish, and where the engines were found.
+MEASURED_METADATA = ('hours', 'engine_source')
+
+
 def fingerprint(cfg) -> str:
-  """What the training data was: the corpus name, version and a sha256 of its metadata (the
-  plan, speakers and split sizes), or the source for other sources."""
+  """What the training data was: the corpus name, version and a sha256 of its plan (the
+  metadata's config, seed, engines, speakers, text sources, augmentation and split sizes, as
+  sorted JSON; not `MEASURED_METADATA`), or the source for other sources."""
   data_cfg = cfg.data
   if data_cfg.source != 'voice_assistant':
     where = data_cfg.folder or data_cfg.librispeech_dir or data_cfg.data_dir or 'default'
@@ -50,8 +57,13 @@ def fingerprint(cfg) -> str:
   if not versions:
     return f'voice_assistant/{data_cfg.corpus} (not built)'
   path = versions[-1]
-  with open(path, 'rb') as f:
-    digest = hashlib.sha256(f.read()).hexdigest()[:16]
+  with open(path, encoding='utf-8') as f:
+    try:
+      meta = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{path}: not JSON ({e}); rebuild the corpus') from None
+  plan = {k: v for k, v in meta.items() if k not in MEASURED_METADATA}
+  digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
   version = os.path.basename(os.path.dirname(path))
   return f'voice_assistant/{data_cfg.corpus} {version} sha256:{digest}'
 

@@ -133,7 +133,17 @@ def _amnet_report(sweep, root):
   return amnet_report.write(sweep, root)
 
 
-REPORTS = {'amnet': _amnet_report}
+def _curves_report(sweep, root):
+  """Training runs side by side (`root/curves.{md,csv,png}`): each evaluated split's WER/CER
+  at the sweep's `minutes` of training wall time and at each run's end."""
+  runs = {p['name']: p['workdir'] for p in sweep['points']}
+  text = report.compare_runs(runs, list(sweep.get('minutes', (10, 20, 30))),
+                             os.path.join(root, 'curves'))
+  print(text)
+  return text
+
+
+REPORTS = {'amnet': _amnet_report, 'curves': _curves_report}
 def diffs(cfg, workdir: str, **_):
   """The neural-diff chains and their table (experiments/configs/diffs.py)."""
   from experiments import diffs_experiment  # pylint: disable=g-import-not-at-top

@@ -81,7 +81,9 @@ def model_card(cfg, workdir: str, params, last_eval: dict, last_train: dict,
       + (f', RNN-T joint pruned to {cfg.model.prune_range} label positions per frame in training'
          if cfg.model.prune_range else '')
       + (f', vocal-tract-length perturbation +-{cfg.frontend.vtlp_warp:g}'
-         if cfg.frontend.vtlp_warp else '') + '.', '',
+         if cfg.frontend.vtlp_warp else '')
+      + (f', causal mean normalisation (a prior of {cfg.frontend.cmn_prior_frames:g} frames)'
+         if cfg.frontend.causal_cmn else '') + '.', '',
       f'- corpus: {corpus} (train split `{cfg.data.train_split}`)',
       f'- training: {last_train.get("step", "?")} steps, '
       f'{last_train.get("wall_s", float("nan")) / 60:.1f} min of training wall time',
@@ -206,8 +208,9 @@ def learning_curves(workdir: str) -> str | None:
 
 def compare_runs(runs: dict[str, str], minutes: list[float], stem: str) -> str:
   """Runs side by side at equal training wall time: for each run (name -> workdir) and minute
-  mark, the WER/CER of every evaluated split at its last evaluation at or before that mark
-  (`stem.md`, `stem.csv`), and every run's curves in one plot (`stem.png`)."""
+  mark, the WER/CER of every evaluated split at its last evaluation at or before that mark, then
+  its last evaluation (`end`: equal steps when the runs share a schedule) (`stem.md`,
+  `stem.csv`), and every run's curves in one plot (`stem.png`)."""
   from asr import metric_writer  # pylint: disable=g-import-not-at-top
   rows, series = [], {}
   for name, workdir in runs.items():
@@ -218,8 +221,8 @@ def compare_runs(runs: dict[str, str], minutes: list[float], stem: str) -> str:
     for split in splits:
       series[f'{name}: {split}'] = ([r['wall_s'] / 60 for r in evals],
                                     [100 * r[f'{split}/wer'] for r in evals])
-    for mark in minutes:
-      done = [r for r in evals if r['wall_s'] / 60 <= mark]
+    marks = [(mark, [r for r in evals if r['wall_s'] / 60 <= mark]) for mark in minutes]
+    for mark, done in marks + [('end', evals)]:
       if not done:
         continue
       r = done[-1]
@@ -233,7 +236,7 @@ def compare_runs(runs: dict[str, str], minutes: list[float], stem: str) -> str:
   keys = list(dict.fromkeys(k for r in rows for k in r))
   text = write_table(rows, [(k, k) for k in keys], stem, 'Runs at equal training wall time',
                      'Each cell: the last evaluation at or before the minute mark (evaluation '
-                     'time excluded from the wall time).')
+                     'time excluded from the wall time); `end`: the last evaluation.')
   lines(series, 'training wall time (min)', 'WER %', stem + '.png', 'WER against training time')
   return text
 

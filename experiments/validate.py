@@ -49,6 +49,8 @@ def check(cfg):
   _require(data.batch_seconds >= 0, 'data.batch_seconds', 'must be >= 0 (0 = train.batch_size)')
   _require(frontend.num_mels > 0 and frontend.window_ms > 0 and frontend.hop_ms > 0, 'frontend',
            'num_mels, window_ms and hop_ms must be > 0')
+  _require(frontend.cmn_prior_frames > 0, 'frontend.cmn_prior_frames',
+           f'{frontend.cmn_prior_frames} must be > 0 (frames of prior at the global mean)')
   _require(0 <= frontend.vtlp_warp < 0.5, 'frontend.vtlp_warp',
            f'{frontend.vtlp_warp} is not in [0, 0.5) (the warp factor range is 1 +- it)')
   _require(frontend.stack >= 1 and frontend.stride >= 1, 'frontend.stack',

@@ -1,5 +1,6 @@
 """Tests for the embedded corpus: text generation, augmentation, planning, engines, the tfds
 builder (`tiny` is built twice: contract, held-out voices, determinism), stats and LibriSpeech."""
+import json
 import os
 import shutil
 import stat
@@ -170,6 +171,25 @@ def test_same_config_and_seed_give_identical_corpus(tiny, tmp_path, monkeypatch)
       assert a['id'] == b['id'] and a['transcript'] == b['transcript']
       assert a['voice'] == b['voice']
       assert a['audio'].tobytes() == b['audio'].tobytes(), a['id']
+  # The same corpus has the same fingerprint (a model card's), however its workers summed the
+  # hours; a changed plan does not.
+  one, two = _fingerprint(tiny.data_dir), _fingerprint(str(tmp_path))
+  assert one == two and one.startswith('voice_assistant/tiny ')
+  path, = tmp_path.glob('voice_assistant/tiny/*/metadata.json')
+  meta = json.loads(path.read_text())
+  meta['hours']['split'] = {k: v + 1 for k, v in meta['hours']['split'].items()}
+  path.write_text(json.dumps(meta, indent=3))
+  assert _fingerprint(str(tmp_path)) == one
+  meta['speakers']['held_out'] = meta['speakers']['held_out'][1:]
+  path.write_text(json.dumps(meta))
+  assert _fingerprint(str(tmp_path)) != one
+
+
+def _fingerprint(data_dir):
+  from experiments import data as data_lib  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  return data_lib.fingerprint(ml_collections.ConfigDict(
+      {'data': {'source': 'voice_assistant', 'corpus': 'tiny', 'data_dir': data_dir}}))
 
 
 @needs_engines

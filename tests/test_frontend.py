@@ -154,6 +154,27 @@ def test_normalize_and_stats_file_roundtrip(tmp_path):
   assert not np.asarray(out)[0, 3:].any()
 
 
+def test_causal_mean_norm_matches_a_loop_and_carries_across_blocks():
+  rng = np.random.default_rng(3)
+  feats = rng.standard_normal((2, 30, 5)).astype(np.float32) + 2.0
+  lengths = [30, 17]
+  paddings = (np.arange(30)[None] >= np.array(lengths)[:, None]).astype(np.float32)
+  prior = 7.0
+  want = np.zeros_like(feats)
+  for b, n in enumerate(lengths):           # frame t minus the mean of frames 0..t with the prior
+    for t in range(n):
+      want[b, t] = feats[b, t] - feats[b, :t + 1].sum(0) / (t + 1 + prior)
+  got, (sums, counts) = frontend.causal_mean_norm(jnp.asarray(feats), paddings, prior)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  np.testing.assert_allclose(counts, lengths)
+  np.testing.assert_allclose(sums[1], feats[1, :17].sum(0), rtol=1e-5)
+  # In two blocks, the second starting from the first's state: the same frames.
+  first, state = frontend.causal_mean_norm(jnp.asarray(feats[:, :12]), paddings[:, :12], prior)
+  second, _ = frontend.causal_mean_norm(jnp.asarray(feats[:, 12:]), paddings[:, 12:], prior,
+                                        state)
+  np.testing.assert_allclose(np.concatenate([first, second], 1), want, atol=1e-5)
+
+
 @pytest.mark.parametrize('content, match', [
     ({'mean': [0.0, 1.0]}, "no key 'std'"),
     ({'mean': [0.0], 'std': [1.0, 1.0]}, 'equal length'),

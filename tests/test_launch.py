@@ -45,7 +45,7 @@ def test_sweep_print_lists_one_command_per_point(tmp_path):
 
 def test_every_sweep_point_loads_and_validates(tmp_path):
   names = {}
-  for sweep_name in ('amnet_cpu', 'amnet_full', 'amnet_shipped', 'demo'):
+  for sweep_name in ('amnet_cpu', 'amnet_full', 'amnet_shipped', 'demo', 'base_levers'):
     sweep = sweep_lib.load_sweep(f'{ROOT}/experiments/sweeps/{sweep_name}.py', str(tmp_path))
     names[sweep_name] = [p['name'] for p in sweep['points']]
     assert len(set(names[sweep_name])) == len(names[sweep_name]), sweep_name

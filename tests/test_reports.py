@@ -141,3 +141,42 @@ def test_stream_times_come_in_groups_each_against_its_own_full_model(monkeypatch
     assert r['stream_time_vs_full'] == pytest.approx(int(r['name'][1:]) / 10 if r is not rows[1]
                                                      else 1.0)
   assert rows[5]['stream_rtf'] == pytest.approx(0.03 * 0.9)
+
+
+def test_a_curves_sweep_report_picks_the_last_evaluation_before_each_mark(tmp_path):
+  from experiments import modes  # pylint: disable=import-outside-toplevel
+  rng = __import__('numpy').random.default_rng(0)
+  runs = {}
+  for name, n in (('a', 5), ('b', 3)):
+    workdir = tmp_path / name
+    workdir.mkdir()
+    walls = sorted(rng.uniform(0, 600, n))
+    evals = [{'kind': 'eval', 'step': 100 * (i + 1), 'wall_s': w,
+              'base_test/wer': rng.random(), 'base_test/cer': rng.random(),
+              'base_test_seen/wer': rng.random(), 'base_test_seen/cer': rng.random()}
+             for i, w in enumerate(walls)]
+    with open(workdir / 'metrics.jsonl', 'w') as f:
+      f.write(json.dumps({'kind': 'train', 'step': 1, 'wall_s': 1.0, 'loss': 1.0}) + '\n')
+      f.writelines(json.dumps(r) + '\n' for r in evals)
+    runs[name] = evals
+  sweep = {'report': 'curves', 'minutes': (2, 5, 10),
+           'points': [{'name': n, 'workdir': str(tmp_path / n)} for n in runs]}
+  modes.REPORTS['curves'](sweep, str(tmp_path))
+  with open(tmp_path / 'curves.csv') as f:
+    rows = list(csv.DictReader(f))
+  want = []
+  for name, evals in runs.items():            # brute force: scan the records for each mark
+    for mark in ('2', '5', '10', 'end'):
+      limit = float('inf') if mark == 'end' else 60 * float(mark)
+      best = None
+      for r in evals:
+        if r['wall_s'] <= limit:
+          best = r
+      if best is not None:
+        want.append((name, mark, best))
+  assert [(r['run'], r['minutes']) for r in rows] == [(n, m) for n, m, _ in want]
+  for row, (_, _, r) in zip(rows, want):
+    assert float(row['base_test WER']) == pytest.approx(100 * r['base_test/wer'])
+    assert float(row['CER ratio']) == pytest.approx(r['base_test/cer'] / r['base_test_seen/cer'])
+    assert row['at'].endswith(f'step {r["step"]}')
+  assert (tmp_path / 'curves.md').exists() and (tmp_path / 'curves.png').exists()

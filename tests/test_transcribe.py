@@ -126,11 +126,15 @@ def test_progress_bars_stay_off_the_terminal_when_stderr_is_not_one():
   assert transcribe.progress(total=3, enabled=False).disable
 
 
-def test_stream_featurizer_gives_the_offline_features_whatever_the_chunks():
+@pytest.mark.parametrize('causal_cmn,stack,stride', [(False, 3, 3), (True, 3, 3), (True, 5, 3)])
+def test_stream_featurizer_gives_the_offline_features_whatever_the_chunks(causal_cmn, stack,
+                                                                          stride):
   cfg = helpers.tiny_config()
+  cfg.frontend.causal_cmn, cfg.frontend.stack, cfg.frontend.stride = causal_cmn, stack, stride
+  cfg.frontend.cmn_prior_frames = 10.0
   rng = np.random.default_rng(1)
   audio = (rng.standard_normal(16000) * 3000).astype(np.int16)
-  stats = {'mean': rng.standard_normal(16).astype(np.float32),
+  stats = {'mean': rng.standard_normal(16).astype(np.float32) - 3.0,    # an offset for CMN
            'std': (1 + rng.random(16)).astype(np.float32)}
   whole, pads = features.featurize(audio[None], np.zeros((1, audio.size), np.float32),
                                    cfg.frontend, stats)

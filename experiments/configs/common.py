@@ -44,6 +44,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Vocal-tract-length perturbation in training: the mel axis warped by alpha ~ U[1-w, 1+w] per
   # utterance (frontend.vtlp), a new "speaker" every step; 0 = off.
   c.frontend.vtlp_warp = 0.0
+  # Causal mean normalisation after the global one (frontend.causal_mean_norm): each frame minus
+  # the running mean of its utterance so far, starting from `cmn_prior_frames` frames at the
+  # global mean; streams compute the same.
+  c.frontend.causal_cmn = False
+  c.frontend.cmn_prior_frames = 100.0
   c.frontend.freq_masks = 2
   c.frontend.freq_mask_width = 15
   c.frontend.time_masks = 2
