@@ -144,6 +144,8 @@ def _curves_report(sweep, root):
 
 
 REPORTS = {'amnet': _amnet_report, 'curves': _curves_report}
+
+
 def diffs(cfg, workdir: str, **_):
   """The neural-diff chains and their table (experiments/configs/diffs.py)."""
   from experiments import diffs_experiment  # pylint: disable=g-import-not-at-top
