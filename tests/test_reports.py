@@ -184,7 +184,6 @@ def test_a_curves_sweep_report_picks_the_last_evaluation_before_each_mark(tmp_pa
 
 def test_voice_errors_pools_each_base_voice_with_its_variants():
   import importlib.util  # pylint: disable=import-outside-toplevel
-  import types  # pylint: disable=import-outside-toplevel
   import jiwer  # pylint: disable=import-outside-toplevel
   spec = importlib.util.spec_from_file_location(
       'voice_errors', os.path.join(os.path.dirname(os.path.dirname(__file__)),
@@ -194,20 +193,18 @@ def test_voice_errors_pools_each_base_voice_with_its_variants():
   refs = ['turn on the light', 'set a timer', 'play some jazz', 'call mum', 'what time is it']
   hyps = ['turn on a light', 'set timer', 'play some jazz', 'cold mum', 'what time is']
   voices = ['flite/rms/00', 'flite/rms/03', 'festival/ked/00', 'flite/rms', 'festival/ked/01']
-  dataset = types.SimpleNamespace(ids=[f'u{i}' for i in range(5)], transcripts=refs,
-                                  name='base_test',
-                                  eval_batches=lambda size, limit: iter([(None, [0, 1, 2]),
-                                                                         (None, [3, 4])]))
-  evaluator = types.SimpleNamespace(
-      cfg=types.SimpleNamespace(eval=types.SimpleNamespace(batch_size=3)),
-      transcribe_batch=lambda v, s, batch, _it=iter([hyps[:3], hyps[3:]]): (next(_it), 0, 0))
-  rows = tool.voice_rows(evaluator, None, None, dataset, dict(zip(dataset.ids, voices)))
-  assert [r['voice'] for r in rows] == ['festival/ked', 'flite/rms', 'all']
+  rows = [{'id': f'u{i}', 'ref': r, 'hyp': h} for i, (r, h) in enumerate(zip(refs, hyps))]
+  voice_of = {f'u{i}': v for i, v in enumerate(voices)}
+  table = tool.voice_rows(rows, voice_of)
+  assert [r['voice'] for r in table] == ['festival/ked', 'flite/rms', 'all']
   groups = {'festival/ked': [2, 4], 'flite/rms': [0, 1, 3], 'all': [0, 1, 2, 3, 4]}
-  for row in rows:
+  for row in table:
     members = groups[row['voice']]
     assert row['utterances'] == len(members)
+    assert row['words'] == sum(len(refs[i].split()) for i in members)
     assert row['wer'] == pytest.approx(100 * jiwer.wer([refs[i] for i in members],
                                                        [hyps[i] for i in members]))
     assert row['cer'] == pytest.approx(100 * jiwer.cer([refs[i] for i in members],
                                                        [hyps[i] for i in members]))
+  with pytest.raises(KeyError, match="'u0' has no voice"):
+    tool.voice_rows(rows, {})

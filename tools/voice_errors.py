@@ -27,30 +27,27 @@ def base_voice(voice: str) -> str:
   return '/'.join(voice.split('/')[:2])
 
 
-def voice_rows(evaluator, variables, stats, dataset, voice_of: dict, limit=None) -> list[dict]:
-  """One row per base voice (and 'all'): utterances, words, WER and CER in percent."""
+def voice_rows(rows: list[dict], voice_of: dict) -> list[dict]:
+  """Evaluator rows (id, ref, hyp) -> one row per base voice (and 'all'): utterances, words,
+  WER and CER in percent."""
   rates = collections.defaultdict(metrics.ErrorRate)
-  counts = collections.Counter()
-  for batch, indices in dataset.eval_batches(evaluator.cfg.eval.batch_size, limit=limit):
-    texts, _, _ = evaluator.transcribe_batch(variables, stats, batch)
-    for i, hyp in zip(indices, texts):
-      utt_id = dataset.ids[i]
-      if utt_id not in voice_of:
-        raise KeyError(f'{dataset.name}: utterance {utt_id!r} has no voice in its source')
-      for key in (base_voice(voice_of[utt_id]), 'all'):
-        rates[key].update(dataset.transcripts[i], hyp)
-        counts[key] += 1
-  rows = []
+  for row in rows:
+    if row['id'] not in voice_of:
+      raise KeyError(f'utterance {row["id"]!r} has no voice in its source')
+    for key in (base_voice(voice_of[row['id']]), 'all'):
+      rates[key].update(row['ref'], row['hyp'])
+  out = []
   for key in sorted(rates, key=lambda k: (k == 'all', k)):
     result = rates[key].result()
-    rows.append({'voice': key, 'utterances': counts[key], 'words': int(result['words']),
-                 'wer': 100 * float(result['wer']), 'cer': 100 * float(result['cer'])})
-  return rows
+    out.append({'voice': key, 'utterances': int(result['utterances']),
+                'words': int(result['words']), 'wer': 100 * float(result['wer']),
+                'cer': 100 * float(result['cer'])})
+  return out
 
 
 def main(argv):
   args = [a for a in argv[1:] if not a.startswith('--')]
-  limit = None
+  limit = 0                        # the Evaluator's "every utterance"
   for a in argv[1:]:
     if a.startswith('--utterances='):
       limit = int(a.split('=', 1)[1])
@@ -74,7 +71,8 @@ def main(argv):
     dataset = data_lib.load_split(cfg, split, log=lambda *_: None)
     if variables is None:
       variables, stats = train_lib.load_trained(cfg, model_dir, model, dataset)
-    for row in voice_rows(evaluator, variables, stats, dataset, voice_of, limit):
+    _, rows = evaluator(variables, dataset, stats, limit=limit, return_rows=True)
+    for row in voice_rows(rows, voice_of):
       print(f'| `{split}` | {row["voice"]} | {row["utterances"]} | {row["words"]} | '
             f'{row["wer"]:.1f} | {row["cer"]:.1f} |', flush=True)
 
