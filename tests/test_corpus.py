@@ -288,6 +288,41 @@ def test_packed_engines_run_from_their_folder_alone(tmp_path):
     assert result.stdout.strip().strip('"').startswith(str(tmp_path))
 
 
+def _median_f0(audio, sr, low=80, high=400):
+  """Median pitch of the voiced 40 ms frames, by autocorrelation (numpy only)."""
+  frame = int(0.04 * sr)
+  f0s = []
+  for start in range(0, len(audio) - frame, frame):
+    x = audio[start:start + frame] - audio[start:start + frame].mean()
+    if np.sqrt(np.mean(x ** 2)) < 0.05 * np.abs(audio).max():
+      continue
+    ac = np.correlate(x, x, 'full')[frame - 1:]
+    lags = np.arange(sr // high, sr // low)
+    best = lags[np.argmax(ac[lags])]
+    if ac[best] > 0.5 * ac[0]:
+      f0s.append(sr / best)
+  return float(np.median(f0s))
+
+
+@pytest.mark.skipif(not engines._pico_present(), reason='ttspico not installed')
+def test_pico_is_deterministic_and_follows_rate_and_pitch():
+  env = engines.engine_env()
+  voice = engines.VOICES_BY_NAME['pico/lh']
+  text = 'Turn on the lights in the kitchen.'
+  say = lambda t, **p: engines.synthesize(voice, [t], [engines.Prosody(**p)], env)[0]
+  plain, sr = say(text)
+  assert sr == 16000 and 1.0 < len(plain) / sr < 4.0
+  # What was spoken before (at another rate and pitch) leaves no trace.
+  say('Something else, slower and higher.', rate=0.8, pitch=1.3)
+  np.testing.assert_array_equal(say(text)[0], plain)
+  # pico pads about 0.6 s of silence whatever the rate: compare the spoken part.
+  spoken = lambda a: np.ptp(np.nonzero(np.abs(a) > 0.02)[0])
+  fast, _ = say(text, rate=1.25)
+  assert spoken(fast) / spoken(plain) == pytest.approx(1 / 1.25, rel=0.05)
+  high, _ = say(text, pitch=1.3)
+  assert _median_f0(high, sr) / _median_f0(plain, sr) == pytest.approx(1.3, rel=0.1)
+
+
 def test_prosody_is_fixed_by_the_speaker_and_the_seed():
   speaker = speakers.get('flite/awb/05')
   assert speaker.prosody(5) == speaker.prosody(5)
@@ -372,9 +407,11 @@ def test_planned_speakers_follow_the_split_kinds(config_texts):
   assert len(heard) >= 150 and len({u.voice for u in utterances['base_test']}) >= 25
   for base in {s.base for s in train}:
     assert sum(_base(n) == base for n in heard) >= 5, base
-  # Engines keep their share: piper/joe (weight 2 of 7.75) speaks about a quarter.
-  piper = sum(u.voice.startswith('piper/') for u in base_train) / len(base_train)
-  assert 0.2 < piper < 0.32
+  # Engines keep their share: piper/joe (weight 2 of 9.75) speaks about a fifth, each pico voice
+  # (1 of 9.75) about a tenth.
+  share = lambda base: sum(_base(u.voice) == base for u in base_train) / len(base_train)
+  assert 0.15 < share('piper/joe') < 0.26
+  assert 0.07 < share('pico/lh') < 0.14 and 0.07 < share('pico/kh') < 0.14
 
 
 def test_speaker_settings_depend_on_the_name_only():

