@@ -1,5 +1,5 @@
-"""Each lever of the base recipe alone, at equal steps: the shipped recipe
-(experiments/configs/base.py) cut to 2,000 steps, then the same with one lever changed.
+"""Each lever of the base recipe alone, at equal steps: the 2026-12-01 recipe
+(experiments/configs/base.py:full_joint) cut to 2,000 steps, then the same with one lever changed.
 
   python launch.py --sweep=experiments/sweeps/base_levers.py --workdir=workdirs/base_levers_alone
   python launch.py --mode=report --sweep=experiments/sweeps/base_levers.py \
@@ -17,7 +17,7 @@ The report (`curves.{md,csv,png}` in the workdir) puts them side by side at equa
 wall time and at their last step. Expected (RESULTS.md, "Each lever alone", every utterance of
 `base_test`): recipe 72.9% WER, cmn 70.8%, vtlp 72.9%, frames60 76.7%, pruned_joint 73.8%.
 """
-CONFIG = 'experiments/configs/base.py'
+CONFIG = 'experiments/configs/base.py:full_joint'   # the recipe these rows measured
 SCHEDULE = {'train.steps': 2000, 'train.warmup_steps': 200, 'train.eval_every': 500,
             'train.checkpoint_every': 250}
 LEVERS = {
