@@ -22,10 +22,10 @@ from experiments import sweep as sweep_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, 'pretrained', 'base')
-# The shipped model's WER on these 16 utterances (75 words), measured when it was shipped
-# (2026-12-01; RESULTS.md, "The base recognizer"), plus a margin of 7 words: a change that
-# breaks the model's path lands near 100%.
-SHIPPED_WER = 0.64
+# The shipped model's WER on these 16 utterances (75 words): 52 word errors, measured when it
+# was shipped (2026-12-03; RESULTS.md, "The base recognizer"), plus a margin of 7 words: a
+# change that breaks the model's path lands near 100%.
+SHIPPED_WER = 0.69
 MARGIN = 0.10
 
 

@@ -10,6 +10,7 @@ derived from it pooled) with the utterance and word counts beside each row: a vo
 a few hundred words is a rough figure. The table goes to stdout as Markdown.
 """
 import collections
+import contextlib
 import os
 import sys
 
@@ -66,9 +67,10 @@ def main(argv):
   print(f'{model_dir}, greedy decoding\n')
   print('| split | voice | utterances | words | WER % | CER % |\n|---|---|---:|---:|---:|---:|')
   for split in splits or [cfg.data.eval_split]:
-    source = data_lib.source(cfg, split, log=lambda *_: None)
-    voice_of = {e['id']: e['voice'] for e in source}
-    dataset = data_lib.load_split(cfg, split, log=lambda *_: None)
+    with contextlib.redirect_stdout(sys.stderr):     # the corpus's own messages: not the table
+      source = data_lib.source(cfg, split, log=lambda *_: None)
+      voice_of = {e['id']: e['voice'] for e in source}
+      dataset = data_lib.load_split(cfg, split, log=lambda *_: None)
     if variables is None:
       variables, stats = train_lib.load_trained(cfg, model_dir, model, dataset)
     _, rows = evaluator(variables, dataset, stats, limit=limit, return_rows=True)
