@@ -116,18 +116,19 @@ def _on_the_shipped_base():
     python launch.py --config=experiments/configs/diffs.py:shipped \
         --workdir=workdirs/diffs_shipped/all --mode=diffs [--config.diffs.budgets=0.02,0.1]
 
-  The rates are the ones chosen on `test_seen` for the earlier CPU base (RESULTS.md, "Learning
-  rates chosen on `test_seen`"): 1e-2 for the deltas trained from zero, 3e-3 for full fine-tuning
-  and for topk, which fine-tunes the whole model before it compresses. RESULTS.md, "Neural diffs
-  on the shipped base". Choosing them again on this base (a grid, one chain per rate; the
-  choice in `lr_choice_test_seen.md`; then the same command with `eval_split=test`) kept 1e-2
-  for sparse and chose 1e-2 for full fine-tuning (RESULTS.md, "Learning rates chosen on the
-  shipped base's `test_seen`"); the table above keeps the earlier rates it was measured at:
+  The rates are the ones chosen on `test_seen`: 1e-2 for the deltas trained from zero and for
+  full fine-tuning (chosen again on the 2026-12-01 base: RESULTS.md, "Learning rates chosen on
+  the 2026-12-01 base's `test_seen`"), 3e-3 for topk, which fine-tunes the whole model before it
+  compresses (chosen on the earlier CPU base, "Learning rates chosen on `test_seen`"). A grid,
+  one chain per rate, writes the choice to `lr_choice_test_seen.md`; then the same command with
+  `eval_split=test` gives the figures:
 
     python launch.py --config=experiments/configs/diffs.py:shipped --mode=diffs \
         --workdir=workdirs/diffs_shipped/lr --config.diffs.methods=sparse,full \
         --config.diffs.budgets=0.1 --config.diffs.eval_split=test_seen \
         '--config.diffs.lrs=sparse=3e-3|1e-2|3e-2,full=1e-3|3e-3|1e-2'
+
+  RESULTS.md, "Neural diffs on the shipped base".
   """
   c = base_config.get_config()
   c.data.extra_eval_splits = ''
@@ -135,7 +136,7 @@ def _on_the_shipped_base():
   c.diffs.base_workdir = 'pretrained/base'
   c.diffs.budgets = '0.02,0.05,0.1'
   c.diffs.lr = 1e-2
-  c.diffs.lrs = 'topk=3e-3,full=3e-3'
+  c.diffs.lrs = 'topk=3e-3,full=1e-2'
   return c
 
 
