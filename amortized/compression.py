@@ -1,9 +1,10 @@
 """Making the fast branches: gradual magnitude pruning and SVD initialisation of factorizations.
 
 Pruning: a sparse branch's matrices carry 0/1 masks (the `masks` collection). At the start of
-every epoch the masks are re-derived from |weight| per matrix at the density of a cubic schedule
-that falls from 1 (dense) to the branch's budget over `prune_epochs`, then stays there, so the
-last epochs train with fixed masks (Zhu & Gupta's gradual pruning). Per-matrix budgets make the
+every round (an epoch, or `prune_every` steps where a run is shorter than a few epochs) the
+masks are re-derived from |weight| per matrix at the density of a cubic schedule that falls from
+1 (dense) to the branch's budget over `prune_epochs` rounds, then stays there, so the last
+rounds train with fixed masks (Zhu & Gupta's gradual pruning). Per-matrix budgets make the
 FLOPs of every matrix exactly the budget, which is what the latency simulator charges. With a
 group size (`model.encoder.sparse_group`) the masks keep whole row segments of that many output
 columns, the same count in every group (`asr.sparsity.group_mask`), under the same schedule:
@@ -23,27 +24,31 @@ from asr import train as train_lib
 
 
 def pruning_parametrization(specs, total_steps: int, steps_per_epoch: int,
-                            prune_epochs: int, group: int = 0) -> train_lib.Parametrization:
-  """Plain training of the params, with the sparse branches' masks re-derived every epoch
+                            prune_epochs: int, group: int = 0,
+                            prune_every: int = 0) -> train_lib.Parametrization:
+  """Plain training of the params, with the sparse branches' masks re-derived every round of
+  `prune_every` steps (0: every epoch), falling to the budget over `prune_epochs` rounds
   (element-wise, or in groups of `group` output columns)."""
   sparse = {s.name: s.budget for s in specs if s.kind == 'sparse'}
   base = train_lib.plain_parametrization()
   if not sparse:
     return base
-  num_epochs = max(1, math.ceil(total_steps / steps_per_epoch))
-  prune_epochs = min(prune_epochs, num_epochs - 1)
+  round_steps = prune_every or steps_per_epoch
+  num_rounds = max(1, math.ceil(total_steps / round_steps))
+  prune_rounds = min(prune_epochs, num_rounds - 1)
 
-  def on_epoch(epoch, trainable, fixed):
+  def on_round(index, trainable, fixed):
     masks = jax.tree_util.tree_map(np.asarray, fixed['masks'])
     for name, budget in sparse.items():
-      density = sparsity.density_schedule(epoch, num_epochs, budget, prune_epochs)
+      density = sparsity.density_schedule(index, num_rounds, budget, prune_rounds)
       branch_masks = masks['encoder']['branches'][name]
       branch_params = trainable['encoder']['branches'][name]
       masks['encoder']['branches'][name] = magnitude_masks(branch_params, branch_masks,
                                                            density, group)
     return trainable, dict(fixed, masks=masks)
 
-  return train_lib.Parametrization(init=base.init, apply=base.apply, on_round=on_epoch)
+  return train_lib.Parametrization(init=base.init, apply=base.apply, on_round=on_round,
+                                   round_steps=prune_every)
 
 
 def magnitude_masks(params, masks, density: float, group: int = 0):

@@ -26,7 +26,7 @@ def parametrization_and_init(cfg, model, train_data):
   param = compression.pruning_parametrization(
       amnet.parse_branches(enc_cfg.branches), cfg.train.steps,
       train_data.batches_per_epoch(train_lib.batch_sizes(cfg, train_data)),
-      enc_cfg.prune_epochs, enc_cfg.sparse_group)
+      enc_cfg.prune_epochs, enc_cfg.sparse_group, enc_cfg.prune_every)
   init_vars = None
   if enc_cfg.init_from:
     init_vars = compression.init_from_dense(

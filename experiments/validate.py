@@ -62,6 +62,7 @@ def check(cfg):
   _require(enc.device_flops >= 0 and enc.full_model_rtf > 0, 'model.encoder.device_flops',
            'device_flops must be >= 0 (0 = auto) and full_model_rtf > 0')
   _require(enc.prune_epochs >= 0, 'model.encoder.prune_epochs', 'must be >= 0')
+  _require(enc.prune_every >= 0, 'model.encoder.prune_every', 'must be >= 0 (0 = an epoch)')
   _check_encoder(enc)
   _require(cfg.bench.reference in ('', 'lstm_ctc', 'rnnt', 'rnnt_loss'), 'bench.reference',
            f'{cfg.bench.reference!r} is not one of lstm_ctc, rnnt, rnnt_loss (or empty)')

@@ -222,6 +222,35 @@ def test_gradual_pruning_reaches_the_budget_per_matrix():
   assert np.abs(w[m > 0]).min() >= np.abs(w[m == 0]).max()
 
 
+def test_pruning_in_step_rounds_is_gradual_inside_one_epoch():
+  # 300 steps, shorter than the 330-step epoch: by epochs it is one cut at step 0; rounds of 25
+  # steps fall along the cubic schedule to the budget at round 8 (step 200), then hold.
+  enc = _encoder('slow:dense,fast:sparse:0.2')
+  x, pads = _inputs()
+  v = enc.init({'params': jax.random.key(1), 'gumbel': jax.random.key(2)}, x, pads)
+  specs = amnet.parse_branches('slow:dense,fast:sparse:0.2')
+  variables = {'params': {'encoder': v['params']}, 'masks': {'encoder': v['masks']}}
+
+  def densities(param, rounds):
+    trainable, fixed = param.init(variables)
+    out = []
+    for index in range(rounds):
+      trainable, fixed = param.on_round(index, trainable, fixed)
+      leaves = jax.tree_util.tree_leaves(fixed['masks']['encoder']['branches']['fast'])
+      out.append(sum(l.sum() for l in leaves) / sum(l.size for l in leaves))
+    return out
+
+  by_epoch = compression.pruning_parametrization(specs, total_steps=300, steps_per_epoch=330,
+                                                 prune_epochs=8)
+  assert by_epoch.round_steps == 0
+  assert densities(by_epoch, 1)[0] == pytest.approx(0.2, abs=2e-3)
+  by_steps = compression.pruning_parametrization(specs, total_steps=300, steps_per_epoch=330,
+                                                 prune_epochs=8, prune_every=25)
+  assert by_steps.round_steps == 25
+  expected = [0.2 + 0.8 * (1 - min(i / 8, 1.0)) ** 3 for i in range(12)]
+  np.testing.assert_allclose(densities(by_steps, 12), expected, atol=2e-3)
+
+
 def test_svd_initialisation_is_the_best_low_rank_approximation():
   w = np.random.default_rng(0).standard_normal((20, 12)).astype(np.float32)
   a, b = compression.svd_factors(w, 4)

@@ -63,7 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.encoder.proj = 0
   c.model.encoder.branches = 'main:dense'  # name:kind[:budget],...  e.g. slow:dense,fast:sparse:0.3
   c.model.encoder.lstm_impl = 'auto'       # auto (= scan: faster on an H100) | scan | cudnn
-  c.model.encoder.prune_epochs = 3         # sparse branches: gradual pruning over these epochs
+  c.model.encoder.prune_epochs = 3         # sparse branches: gradual pruning over these rounds
+  c.model.encoder.prune_every = 0          # steps per pruning round; 0 = an epoch
   # Sparse branches pruned in row segments of this many output columns, the same count in every
   # segment (0 = element-wise): streaming then runs them in a grouped sparse format, in which a
   # 10% 3 x LSTM-192 branch streams in under 0.1x the dense branch's time on one CPU thread
