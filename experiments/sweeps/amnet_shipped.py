@@ -1,10 +1,7 @@
 """The AmNet table on the shipped base (experiments/configs/amnet_shipped.py): the base as the
 `full` row, the dense model fine-tuned as long as the others, the static factorized curve at
 four ranks and pruned at half the FLOPs, the AmNet rows with and without the latency terms, the
-three-branch row, the grouped sparse branch, and a second seed of the decisive rows. The sparse
-rows come twice: masks cut to the budget at step 0 (300 steps are less than one epoch, so an
-epoch-round schedule is one cut), and pruned gradually in rounds of 25 steps, reaching the
-budget at step 200 (`model.encoder.prune_every`).
+three-branch row, the grouped sparse branch, and a second seed of the decisive rows.
 
   python launch.py --sweep=experiments/sweeps/amnet_shipped.py --workdir=workdirs/amnet_shipped
   python launch.py --mode=report --sweep=experiments/sweeps/amnet_shipped.py \
@@ -14,9 +11,6 @@ Measured: RESULTS.md, "Amortized networks on the shipped base".
 """
 CONFIG = 'experiments/configs/amnet_shipped.py'
 UPL = 'amnet_mf_2sided_upl'
-# Grouped masks pruned along the cubic schedule in 8 rounds of 25 steps, then 100 steps fixed.
-GRADUAL = {'model.encoder.sparse_group': 32, 'model.encoder.prune_every': 25,
-           'model.encoder.prune_epochs': 8}
 
 
 def _branches(spec):
@@ -51,9 +45,6 @@ def get_sweep(root: str):
            overrides=_branches('main:factorized:0.38')),
       dict(name='pruned50_g32', config=f'{CONFIG}:pruned',
            overrides={'model.encoder.sparse_group': 32}),
-      dict(name='amnet_sparse_g32_gradual', config=f'{CONFIG}:{UPL}',
-           overrides={**_branches('slow:dense,fast:sparse:0.1'), **GRADUAL}),
-      dict(name='pruned50_g32_gradual', config=f'{CONFIG}:pruned', overrides=GRADUAL),
   ]
   return dict(report='amnet', points=points, routing_row='amnet_mf25_2sided_upl',
               stream_utterances=8,
