@@ -45,7 +45,8 @@ def test_sweep_print_lists_one_command_per_point(tmp_path):
 
 def test_every_sweep_point_loads_and_validates(tmp_path):
   names = {}
-  for sweep_name in ('amnet_cpu', 'amnet_full', 'amnet_shipped', 'demo', 'base_levers'):
+  for sweep_name in ('amnet_cpu', 'amnet_full', 'amnet_shipped', 'amnet_shipped_long',
+                     'amnet_shipped_gradual', 'demo', 'base_levers'):
     sweep = sweep_lib.load_sweep(f'{ROOT}/experiments/sweeps/{sweep_name}.py', str(tmp_path))
     names[sweep_name] = [p['name'] for p in sweep['points']]
     assert len(set(names[sweep_name])) == len(names[sweep_name]), sweep_name
@@ -55,6 +56,18 @@ def test_every_sweep_point_loads_and_validates(tmp_path):
   # the shipped table's `full` row is the shipped model itself, never retrained
   shipped = sweep_lib.load_sweep(f'{ROOT}/experiments/sweeps/amnet_shipped.py', str(tmp_path))
   assert shipped['points'][0]['workdir'] == 'pretrained/base'
+  # the gradual rows differ from the one-shot rows they are reported beside in the schedule only
+  gradual = {p['name']: p for p in sweep_lib.load_sweep(
+      f'{ROOT}/experiments/sweeps/amnet_shipped_gradual.py', str(tmp_path))['points']}
+  for name in ('pruned50_g32', 'amnet_sparse_g32'):
+    one_shot = sweep_lib.load_config(gradual[name]['config'], gradual[name]['overrides'])
+    steps = sweep_lib.load_config(gradual[name + '_gradual']['config'],
+                                  gradual[name + '_gradual']['overrides'])
+    assert (one_shot.model.encoder.prune_every, steps.model.encoder.prune_every) == (0, 25)
+    for cfg in (one_shot, steps):
+      cfg.unlock()
+      cfg.model.encoder.prune_every = cfg.model.encoder.prune_epochs = 0
+    assert one_shot.to_dict() == steps.to_dict(), name
 
 
 def test_every_shipped_config_validates():
