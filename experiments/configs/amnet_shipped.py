@@ -14,7 +14,8 @@ One row by hand:
 
 Sparse branches: an epoch is 330 steps, so 300 steps are one pruning round: the masks are cut to
 the budget by magnitude at step 0 and the rest trains with them fixed (one-shot pruning, not
-the gradual schedule of the longer CPU table).
+the gradual schedule of the longer CPU table); experiments/sweeps/amnet_shipped_gradual.py
+prunes them gradually in rounds of 25 steps instead (`model.encoder.prune_every`).
 
 Expected: RESULTS.md, "Amortized networks on the shipped base".
 """
