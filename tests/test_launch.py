@@ -59,8 +59,13 @@ def test_every_sweep_point_loads_and_validates(tmp_path):
   # the gradual rows differ from the one-shot rows they are reported beside in the schedule only
   gradual = {p['name']: p for p in sweep_lib.load_sweep(
       f'{ROOT}/experiments/sweeps/amnet_shipped_gradual.py', str(tmp_path))['points']}
+  table = {p['name']: p for p in shipped['points']}
   for name in ('pruned50_g32', 'amnet_sparse_g32'):
     one_shot = sweep_lib.load_config(gradual[name]['config'], gradual[name]['overrides'])
+    # the one-shot rows are the shipped table's own, in its workdirs
+    assert gradual[name]['workdir'] == f'workdirs/amnet_shipped/{name}'
+    assert one_shot.to_dict() == sweep_lib.load_config(table[name]['config'],
+                                                       table[name]['overrides']).to_dict()
     steps = sweep_lib.load_config(gradual[name + '_gradual']['config'],
                                   gradual[name + '_gradual']['overrides'])
     assert (one_shot.model.encoder.prune_every, steps.model.encoder.prune_every) == (0, 25)

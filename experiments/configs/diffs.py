@@ -116,10 +116,11 @@ def _on_the_shipped_base():
     python launch.py --config=experiments/configs/diffs.py:shipped \
         --workdir=workdirs/diffs_shipped/all --mode=diffs [--config.diffs.budgets=0.02,0.1]
 
-  The rates are the ones chosen on `test_seen`: 1e-2 for the deltas trained from zero and for
-  full fine-tuning (chosen again on the 2026-12-01 base: RESULTS.md, "Learning rates chosen on
-  the 2026-12-01 base's `test_seen`"), 3e-3 for topk, which fine-tunes the whole model before it
-  compresses (chosen on the earlier CPU base, "Learning rates chosen on `test_seen`"). A grid,
+  The rates: 1e-2 for sparse and for full fine-tuning, chosen on the 2026-12-01 base's
+  `test_seen` (RESULTS.md, "Learning rates chosen on the 2026-12-01 base's `test_seen`"); 3e-3
+  for topk, which fine-tunes the whole model before it compresses, full fine-tuning's rate on
+  the earlier CPU base's `test_seen`; hashed and low-rank train at sparse's 1e-2, not chosen
+  for themselves. A grid,
   one chain per rate, writes the choice to `lr_choice_test_seen.md`; then the same command with
   `eval_split=test` gives the figures:
 
