@@ -119,8 +119,9 @@ def _on_the_shipped_base():
   The rates: 1e-2 for sparse and for full fine-tuning, chosen on the 2026-12-01 base's
   `test_seen` (RESULTS.md, "Learning rates chosen on the 2026-12-01 base's `test_seen`"); 3e-3
   for topk, which fine-tunes the whole model before it compresses, full fine-tuning's rate on
-  the earlier CPU base's `test_seen`; hashed and low-rank train at sparse's 1e-2, not chosen
-  for themselves. A grid,
+  the earlier CPU base's `test_seen`; hashed 1e-2 and low-rank 3e-2, each chosen at 2% on this
+  base's `test_seen` over the first two updates (RESULTS.md, "Rates for hashed and low-rank on
+  `test_seen`"). A grid,
   one chain per rate, writes the choice to `lr_choice_test_seen.md`; then the same command with
   `eval_split=test` gives the figures:
 
@@ -137,7 +138,7 @@ def _on_the_shipped_base():
   c.diffs.base_workdir = 'pretrained/base'
   c.diffs.budgets = '0.02,0.05,0.1'
   c.diffs.lr = 1e-2
-  c.diffs.lrs = 'topk=3e-3,full=1e-2'
+  c.diffs.lrs = 'topk=3e-3,lowrank=3e-2,full=1e-2'
   return c
 
 
