@@ -130,3 +130,17 @@ def test_a_diff_of_a_sparse_branch_model_is_refused():
   with pytest.raises(validate.ConfigError, match='pruning masks'):
     sweep_lib.load_config(f'{ROOT}/experiments/configs/diffs.py:shipped_amnet',
                           {'model.encoder.branches': 'slow:dense,fast:sparse:0.1'})
+
+
+def test_the_shipped_diff_config_trains_at_the_rates_its_recorded_grid_chose():
+  # A rate edited in the config without rerunning the grid (or a grid rerun without editing the
+  # config) would leave RESULTS.md describing rates the command no longer trains at.
+  import csv  # pylint: disable=g-import-not-at-top
+  from diffs import chain  # pylint: disable=g-import-not-at-top
+  cfg = sweep_lib.load_config(f'{ROOT}/experiments/configs/diffs.py:shipped', {})
+  rates = chain.learning_rates(cfg.diffs)
+  with open(f'{ROOT}/docs/diffs_shipped/lr2pct/lr_choice_test_seen.csv', encoding='utf-8') as f:
+    chosen = {r['method']: float(r['lr']) for r in csv.DictReader(f) if r['chosen'] == 'yes'}
+  assert chosen.keys() == {'hashed', 'lowrank'}
+  for method, lr in chosen.items():
+    assert rates[method] == [lr], method
