@@ -15,6 +15,7 @@ from amortized import analysis
 from asr import evaluate as evaluate_lib
 from asr import train as train_lib
 from diffs import chain
+from diffs import summary
 from experiments import data as data_lib
 from experiments import models
 from experiments import report
@@ -28,8 +29,8 @@ def train_base(cfg, root: str, model, log=print) -> str:
   if cfg.diffs.base_workdir:
     return cfg.diffs.base_workdir
   workdir = os.path.join(root, 'base')
-  summary = os.path.join(workdir, 'train_summary.json')
-  if os.path.exists(summary) and json.load(open(summary))['steps'] == cfg.train.steps:
+  done = os.path.join(workdir, 'train_summary.json')
+  if os.path.exists(done) and json.load(open(done))['steps'] == cfg.train.steps:
     return workdir
   train_data = data_lib.load_split(cfg, 'base_train', log, train=True)
   train_lib.train(cfg, workdir, model, train_data, log=log)
@@ -92,6 +93,10 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
               'UPL on the simulated single-thread device.')
   text = report.write_table(rows, columns, os.path.join(root, 'diffs_table'),
                             'Neural diffs: consecutive updates', notes, wall_seconds)
+  per_chain = summary.chains(rows)
+  text += '\n' + report.write_table(
+      per_chain, summary.columns(per_chain), os.path.join(root, 'diffs_summary'),
+      'Neural diffs: one line per chain', summary.NOTES)
   choice = chain.choose_rates(rows)
   if choice:
     text += '\n' + report.write_table(

@@ -107,6 +107,10 @@ def test_diffs_mode_runs_the_chains_and_writes_the_table(env, tmp_path):
   assert 'Skipped, 1: lowrank@0.0005 (low-rank budget' in table
   for plot in ('diffs_wer_by_update.png', 'diffs_wer_vs_bytes.png'):
     assert (root / plot).stat().st_size > 1000
+  per_chain = list(csv.DictReader(open(root / 'diffs_summary.csv')))   # one line per chain
+  assert [(c['method'], c['budget']) for c in per_chain] == [('lowrank', '10%'), ('full', 'all')]
+  assert float(per_chain[0]['vs_full_last']) == pytest.approx(
+      100 * (float(rows[1]['wer_new']) / float(rows[2]['wer_new']) - 1))
   # Settings are chosen on `test_seen`: the same chains, resumed, scored on those splits beside
   # (not over) the test figures.
   _launch(env, '--mode=diffs', *TINY_DIFFS, f'--workdir={root}', '--config.diffs.methods=full',
