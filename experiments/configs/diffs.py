@@ -110,8 +110,8 @@ def get_config(size: str = 'small'):
 def _on_the_shipped_base():
   """The chains from `pretrained/base` (configs/base.py's model and frontend, trained on
   `full`'s base domain) over `full`'s five update domains, with the `cpu` chain's schedule:
-  every method at 2%, 5% and 10% of the model's bytes (13 chains, about 12 min each on 2 idle
-  cores), one table.
+  every method at 1%, 2%, 5% and 10% of the model's bytes (17 chains, about 15 min each on 2 idle
+  cores), one table, and `diffs_summary.md` with a line per chain.
 
     python launch.py --config=experiments/configs/diffs.py:shipped \
         --workdir=workdirs/diffs_shipped/all --mode=diffs [--config.diffs.budgets=0.02,0.1]
@@ -136,7 +136,7 @@ def _on_the_shipped_base():
   c.data.extra_eval_splits = ''
   c.diffs = ml_collections.ConfigDict(get_config('cpu').diffs.to_dict())
   c.diffs.base_workdir = 'pretrained/base'
-  c.diffs.budgets = '0.02,0.05,0.1'
+  c.diffs.budgets = '0.01,0.02,0.05,0.1'
   c.diffs.lr = 1e-2
   c.diffs.lrs = 'topk=3e-3,lowrank=3e-2,full=1e-2'
   return c
