@@ -46,6 +46,7 @@ from diffs import files
 from diffs import fisher
 from diffs import package
 from diffs import signing
+from diffs import summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,19 +359,17 @@ def choose_rates(rows: list[dict]) -> list[dict]:
   mean (the smaller rate on a tie). Chains cut short (`diffs.deadline`) are not compared with
   finished ones: a rate needs the most updates any rate of its group reached."""
   groups = {}
-  for r in rows:
-    if r['update'] > 0:
-      groups.setdefault((r['method'], r['budget']), {}).setdefault(r.get('lr'), []).append(r)
+  for line in summary.chains(rows):
+    groups.setdefault((line['method'], line['budget']), []).append(line)
   table = []
-  for (method, budget), by_rate in groups.items():
+  for by_rate in groups.values():
     if len(by_rate) < 2:
       continue
-    most = max(len(updates) for updates in by_rate.values())
-    out = [{'method': method, 'budget': budget, 'lr': lr, 'updates': len(updates),
-            'mean_wer_new': float(np.mean([u['wer_new'] for u in updates])),
-            'last_wer_base': max(updates, key=lambda u: u['update'])['wer_base'],
-            'chosen': ''}
-           for lr, updates in by_rate.items()]
+    most = max(line['updates'] for line in by_rate)
+    out = [{'method': line['method'], 'budget': line['budget'], 'lr': line['lr'],
+            'updates': line['updates'], 'mean_wer_new': line['mean'],
+            'last_wer_base': line['base_last'], 'chosen': ''}
+           for line in by_rate]
     finished = [o for o in out if o['updates'] == most]
     min(finished, key=lambda o: (o['mean_wer_new'], o['lr']))['chosen'] = 'yes'
     table += out

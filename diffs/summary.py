@@ -67,7 +67,7 @@ def chains(rows: list[dict]) -> list[dict]:
   """One dict per chain in first-seen order: method, budget, lr, updates, kB (mean package
   bytes / 1000), pct_full (mean), wer_<k> per update, base_last (base-domain WER after the
   last), mean (new-domain WER over the updates), and vs_full_last / vs_full_mean (relative, %)
-  where the rows hold exactly one full fine-tuning chain."""
+  where the rows hold exactly one full fine-tuning chain and the line has as many updates."""
   groups = {}
   for r in rows:
     if r['update'] > 0:
@@ -75,10 +75,10 @@ def chains(rows: list[dict]) -> list[dict]:
   out = []
   for (method, budget, lr), updates in groups.items():
     updates = sorted(updates, key=lambda u: u['update'])
+    nbytes = _mean(updates, 'bytes')
     line = {'method': method, 'budget': budget, 'lr': lr, 'updates': len(updates),
-            'kB': float(np.mean([u['bytes'] for u in updates])) / 1000,
-            'pct_full': (float(np.mean([u['pct_full'] for u in updates]))
-                         if all(u.get('pct_full') is not None for u in updates) else None)}
+            'kB': None if nbytes is None else nbytes / 1000,
+            'pct_full': _mean(updates, 'pct_full')}
     for u in updates:
       line[f'wer_{u["update"]}'] = u['wer_new']
     line['base_last'] = updates[-1]['wer_base']
@@ -96,6 +96,12 @@ def chains(rows: list[dict]) -> list[dict]:
       if mean > 0:
         c['vs_full_mean'] = 100 * (c['mean'] / mean - 1)
   return out
+
+
+def _mean(updates: list[dict], key: str) -> float | None:
+  """The mean of a figure over the updates; None where an update lacks it."""
+  values = [u.get(key) for u in updates]
+  return None if any(v is None for v in values) else float(np.mean(values))
 
 
 def columns(lines: list[dict]) -> list[tuple[str, str]]:

@@ -21,8 +21,10 @@ def _row(method, budget, lr, update, nbytes, wer_new, wer_base):
 
 
 BASE = _row('base model', '-', None, 0, 1000, 80.0, 60.0)
-SPARSE = [_row('sparse', '10%', 0.01, 1, 90, 70.0, 65.0), _row('sparse', '10%', 0.01, 2, 94, 66.0, 70.0)]
-FULL = [_row('full', 'all', 0.01, 1, 1000, 60.0, 66.0), _row('full', 'all', 0.01, 2, 1000, 50.0, 72.0)]
+SPARSE = [_row('sparse', '10%', 0.01, 1, 90, 70.0, 65.0),
+          _row('sparse', '10%', 0.01, 2, 94, 66.0, 70.0)]
+FULL = [_row('full', 'all', 0.01, 1, 1000, 60.0, 66.0),
+        _row('full', 'all', 0.01, 2, 1000, 50.0, 72.0)]
 
 
 def _write(path, rows):
