@@ -144,7 +144,8 @@ def replay_sample(sources, count: int, seed: int):
 def run_update(cfg, workdir: str, model, method: str, device_params, budget: Budget | None,
                train_data, stats_path: str, update: int, log=print) -> dict:
   """Trains, exports and applies one update; returns info with 'params' = the device's new
-  params, 'bytes' and 'binary_delta' (`binary_delta.sizes` of the same step). Resumes: a
+  params, 'bytes', 'binary_delta' (`binary_delta.sizes` of the same step) and 'train_s' (the
+  training's wall seconds, compilation included, export and evaluation not). Resumes: a
   finished update is read back from its files."""
   dcfg = cfg.diffs
   done = os.path.join(workdir, 'update.json')
@@ -161,6 +162,10 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
     if 'binary_delta' not in record:   # finished before the baseline was recorded
       record['binary_delta'] = _binary_delta(dcfg, device_params, applied)
       _write_json(done, record)
+    if record.get('train_s') is None:   # finished before the training time was recorded
+      record['train_s'] = _train_seconds(workdir)
+      if record['train_s'] is not None:
+        _write_json(done, record)
     return dict(record, lr=lr, params=applied)
   os.makedirs(workdir, exist_ok=True)
   shutil.copy(stats_path, os.path.join(workdir, 'feature_stats.json'))   # the base's features
@@ -194,7 +199,8 @@ def run_update(cfg, workdir: str, model, method: str, device_params, budget: Bud
   record = {'bytes': info['bytes'], 'lr': cfg.train.lr, 'stored_values': info['stored_values'],
             'base_fingerprint': info['base_fingerprint'],
             'result_fingerprint': info['result_fingerprint'], 'package': info['path'],
-            'binary_delta': _binary_delta(dcfg, device_params, applied)}
+            'binary_delta': _binary_delta(dcfg, device_params, applied),
+            'train_s': _train_seconds(workdir)}
   _write_json(done, record)
   return dict(record, params=applied)
 
@@ -207,6 +213,17 @@ def _binary_delta(dcfg, old, new) -> dict:
     return {'binary_delta_bytes': None, 'bsdiff4_bytes': None}
   from diffs import binary_delta  # pylint: disable=g-import-not-at-top
   return binary_delta.sizes(old, new)
+
+
+def _train_seconds(workdir: str) -> float | None:
+  """The update's training wall time from its train_summary.json (summed over resumes by
+  asr.train), or None where the file or its figure is missing."""
+  path = os.path.join(workdir, 'train', 'train_summary.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    wall = json.load(f).get('train', {}).get('wall_s')
+  return None if wall is None else float(wall)
 
 
 def _write_json(path: str, record: dict) -> None:
@@ -427,6 +444,7 @@ def run_chain(cfg, root: str, *, model, base_dir: str, tests: Mapping, sources: 
              'pct_full': 100 * info['bytes'] / full_bytes,
              'binary_delta_bytes': info['binary_delta']['binary_delta_bytes'],
              'bsdiff4_bytes': info['binary_delta']['bsdiff4_bytes'],
+             'train_s': info.get('train_s'),
              **scores(info['params'], new, os.path.join(workdir, 'eval.json'))}
       longest = max(longest, time.perf_counter() - update_start)
       per_chain[chain.name].append(row)

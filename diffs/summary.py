@@ -13,10 +13,11 @@ import numpy as np
 NOTES = ('Package kB and % of full: means over the updates. WER new: on the update\'s own domain '
          'after it; mean WER new: over the updates. "vs full": relative to the table\'s full '
          'fine-tuning chain, (WER / full\'s WER - 1) x 100, after the last update and over the '
-         'means.')
+         'means. Train min: the updates\' training wall time summed, compilation included, '
+         'export and evaluation not.')
 
 _NUMERIC = ('update', 'bytes', 'pct_full', 'binary_delta_bytes', 'bsdiff4_bytes', 'wer_new',
-            'cer_new', 'wer_base', 'cer_base', 'lr')
+            'cer_new', 'wer_base', 'cer_base', 'lr', 'train_s')
 
 
 def read_rows(path: str) -> list[dict]:
@@ -65,7 +66,8 @@ def merge(tables: dict[str, list[dict]]) -> list[dict]:
 
 def chains(rows: list[dict]) -> list[dict]:
   """One dict per chain in first-seen order: method, budget, lr, updates, kB (mean package
-  bytes / 1000), pct_full (mean), wer_<k> per update, base_last (base-domain WER after the
+  bytes / 1000), pct_full (mean), train_min (the updates' training minutes, summed), wer_<k>
+  per update, base_last (base-domain WER after the
   last), mean (new-domain WER over the updates), and vs_full_last / vs_full_mean (relative, %)
   where the rows hold exactly one full fine-tuning chain and the line has as many updates."""
   groups = {}
@@ -79,6 +81,8 @@ def chains(rows: list[dict]) -> list[dict]:
     line = {'method': method, 'budget': budget, 'lr': lr, 'updates': len(updates),
             'kB': None if nbytes is None else nbytes / 1000,
             'pct_full': _mean(updates, 'pct_full')}
+    seconds = [u.get('train_s') for u in updates]
+    line['train_min'] = None if None in seconds else sum(seconds) / 60
     for u in updates:
       line[f'wer_{u["update"]}'] = u['wer_new']
     line['base_last'] = updates[-1]['wer_base']
@@ -111,4 +115,5 @@ def columns(lines: list[dict]) -> list[tuple[str, str]]:
            ('pct_full', '% of full')]
           + [(f'wer_{k}', f'WER new, update {k}') for k in range(1, most + 1)]
           + [('mean', 'mean WER new'), ('base_last', 'WER base after the last'),
-             ('vs_full_last', 'last vs full %'), ('vs_full_mean', 'mean vs full %')])
+             ('vs_full_last', 'last vs full %'), ('vs_full_mean', 'mean vs full %'),
+             ('train_min', 'train min')])

@@ -84,7 +84,8 @@ def write(rows, cfg, root: str, wall_seconds: float, skipped=()):
              ('bytes', 'package bytes'), ('pct_full', '% of full'),
              ('binary_delta_bytes', 'binary delta bytes'), ('bsdiff4_bytes', 'bsdiff4 bytes'),
              ('wer_new', 'WER new domain %'), ('cer_new', 'CER new domain %'),
-             ('wer_base', 'WER base domain %'), ('cer_base', 'CER base domain %')]
+             ('wer_base', 'WER base domain %'), ('cer_base', 'CER base domain %'),
+             ('train_s', 'train s')]
   if any('shares' in r for r in rows):       # a routed model: where its frames went
     columns += [('shares', 'frames per branch (new domain)'),
                 ('mflops_per_frame', 'MFLOP/frame'), ('confident_share', '% frames p>=0.99'),

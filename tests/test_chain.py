@@ -180,10 +180,22 @@ def test_run_chain_rows_layout_replay_and_resume(base, tmp_path):
           [f'update_{k}_test_seen', 'base_test_seen'])
   assert sorted(json.load(open(tmp_path / 'base_eval.json'))) == ['base_test_seen',
                                                                  'update_1_test_seen']
+  # each row's training time is its update's own, as asr.train summed it
+  for r in rows[1:]:
+    summary = tmp_path / 'chains' / 'sparse@0.1' / f'update_{r["update"]}' / 'train'
+    assert r['train_s'] == json.load(open(summary / 'train_summary.json'))['train']['wall_s']
+    assert r['train_s'] > 0
   # a finished run is read back: no evaluation and no training again
   calls.clear()
   again, _ = run(lambda *_: None)
   assert again == rows and calls == []
+  # an update recorded before its training time was: the time is read back and kept
+  record_path = tmp_path / 'chains' / 'sparse@0.1' / 'update_1' / 'update.json'
+  record = json.load(open(record_path))
+  del record['train_s']
+  record_path.write_text(json.dumps(record))
+  again, _ = run(lambda *_: None)
+  assert again == rows and json.load(open(record_path))['train_s'] == rows[1]['train_s']
 
 
 def _final_lr(workdir):

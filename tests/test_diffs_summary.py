@@ -11,20 +11,21 @@ from diffs import summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLUMNS = ['method', 'budget', 'lr', 'update', 'bytes', 'pct_full', 'binary_delta_bytes',
-           'bsdiff4_bytes', 'wer_new', 'cer_new', 'wer_base', 'cer_base']
+           'bsdiff4_bytes', 'wer_new', 'cer_new', 'wer_base', 'cer_base', 'train_s']
 
 
-def _row(method, budget, lr, update, nbytes, wer_new, wer_base):
+def _row(method, budget, lr, update, nbytes, wer_new, wer_base, train_s=None):
   return dict(method=method, budget=budget, lr=lr, update=update, bytes=nbytes,
               pct_full=nbytes / 10, binary_delta_bytes=None, bsdiff4_bytes=None,
-              wer_new=wer_new, cer_new=wer_new / 2, wer_base=wer_base, cer_base=wer_base / 2)
+              wer_new=wer_new, cer_new=wer_new / 2, wer_base=wer_base, cer_base=wer_base / 2,
+              train_s=train_s)
 
 
 BASE = _row('base model', '-', None, 0, 1000, 80.0, 60.0)
-SPARSE = [_row('sparse', '10%', 0.01, 1, 90, 70.0, 65.0),
-          _row('sparse', '10%', 0.01, 2, 94, 66.0, 70.0)]
-FULL = [_row('full', 'all', 0.01, 1, 1000, 60.0, 66.0),
-        _row('full', 'all', 0.01, 2, 1000, 50.0, 72.0)]
+SPARSE = [_row('sparse', '10%', 0.01, 1, 90, 70.0, 65.0, 150.0),
+          _row('sparse', '10%', 0.01, 2, 94, 66.0, 70.0, 210.0)]
+FULL = [_row('full', 'all', 0.01, 1, 1000, 60.0, 66.0, 200.0),
+        _row('full', 'all', 0.01, 2, 1000, 50.0, 72.0)]     # a table from before train_s
 
 
 def _write(path, rows):
@@ -42,6 +43,8 @@ def test_a_chain_line_holds_its_updates_mean_and_gap_to_full_fine_tuning():
   s = lines['sparse']
   assert (s['updates'], s['kB'], s['pct_full']) == (2, 0.092, 9.2)
   assert (s['wer_1'], s['wer_2'], s['base_last'], s['mean']) == (70.0, 66.0, 70.0, 68.0)
+  assert s['train_min'] == 6.0                       # (150 + 210) s
+  assert lines['full']['train_min'] is None          # one update's time unknown: no sum
   assert s['vs_full_last'] == pytest.approx(100 * (66 / 50 - 1))     # 32%
   assert s['vs_full_mean'] == pytest.approx(100 * (68 / 55 - 1))
   assert 'vs_full_last' not in lines['full']
