@@ -110,8 +110,9 @@ def get_config(size: str = 'small'):
 def _on_the_shipped_base():
   """The chains from `pretrained/base` (configs/base.py's model and frontend, trained on
   `full`'s base domain) over `full`'s five update domains, with the `cpu` chain's schedule:
-  every method at 1%, 2%, 5% and 10% of the model's bytes (17 chains, 14–19 min each on 2 idle
-  cores), one table, and `diffs_summary.md` with a line per chain.
+  every method at 1%, 2%, 5% and 10% of the model's bytes (16 chains: low-rank does not fit in
+  1%; 14–25 min each on 2 idle cores, evaluation included), one table, and `diffs_summary.md`
+  with a line per chain (RESULTS.md, "Every budget, one line per chain").
 
     python launch.py --config=experiments/configs/diffs.py:shipped \
         --workdir=workdirs/diffs_shipped/all --mode=diffs [--config.diffs.budgets=0.02,0.1]
